@@ -1,0 +1,279 @@
+r"""Graph regularization benchmark: accuracy on Cora/Citeseer and step cost.
+
+For each Keras backend (each in its own subprocess with `KERAS_BACKEND`
+set), runs:
+
+* `tutorial`: NSL's Cora tutorial (`examples/graph_mlp_cora.py`): base MLP
+  vs graph-regularized MLP with `max_neighbors` 1, 2, 3;
+* `planetoid`: the Planetoid splits of Cora and Citeseer
+  (`examples/graph_mlp_planetoid.py`): MLP vs graph-regularized MLP;
+* `step_cost`: median training-step time of the tutorial MLP (batch 128) on
+  packed batches with `max_neighbors` N = 0..8, for
+  `neighbor_pass='batched'` and `'separate'`, as ratios to N = 0 measured in
+  the same process, plus the time to look up a batch's neighbours.
+
+and prints Markdown tables (accuracy: mean ± std over the seeds).
+
+Usage:
+
+    NSL_DATA_DIR=/path/to/data python benchmarks/graph_reg_benchmark.py \
+        [--backends tensorflow jax torch] [--seeds 5] \
+        [--tasks tutorial planetoid step_cost] [--output results.md] \
+        [--records results.jsonl]
+
+With `--records`, the raw results are appended to a JSON-lines file and the
+tables are built from every record in it, so the backends can be run one at
+a time (e.g. each under a lock on a shared machine) and reported together;
+`--backends` then selects the columns and `--report_only` runs nothing.
+
+Run it on a quiet machine: step costs are wall-clock medians.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "examples"))
+sys.path.insert(0, ROOT)
+
+TASKS = ("tutorial", "planetoid", "step_cost")
+STEP_NEIGHBORS = (0, 1, 2, 3, 4, 6, 8)
+
+
+def _emit(record):
+    print("RESULT " + json.dumps(record), flush=True)
+
+
+# -- Worker: one backend --------------------------------------------------------
+
+
+def _tutorial(args):
+    import graph_mlp_cora  # pylint: disable=import-outside-toplevel
+    cora = graph_mlp_cora.load(args.data_dir)
+    for neighbors in (0, 1, 2, 3):
+        for seed in range(args.seeds):
+            result = graph_mlp_cora.run(cora, neighbors, epochs=args.epochs,
+                                        seed=seed)
+            _emit(dict(task="tutorial", max_neighbors=neighbors, seed=seed,
+                       **result))
+
+
+def _planetoid(args):
+    import graph_mlp_planetoid  # pylint: disable=import-outside-toplevel
+    for name in ("cora", "citeseer"):
+        data = graph_mlp_planetoid.load(name, args.data_dir)
+        for graph_regularized in (False, True):
+            for seed in range(args.seeds):
+                result = graph_mlp_planetoid.run(data, graph_regularized,
+                                                 seed)
+                _emit(dict(task="planetoid", dataset=name,
+                           graph_regularized=graph_regularized, seed=seed,
+                           **result))
+
+
+def _median_step_ms(model, x, y, steps):
+    for _ in range(5):  # Warm-up (tracing, compilation).
+        model.train_on_batch(x, y)
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        model.train_on_batch(x, y)
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def _step_cost(args):
+    import graph_mlp_cora  # pylint: disable=import-outside-toplevel
+    import keras  # pylint: disable=import-outside-toplevel
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    import neural_structured_learning as nsl  # pylint: disable=import-outside-toplevel
+    cora = graph_mlp_cora.load(args.data_dir)
+    batch = 128
+    for neighbors in STEP_NEIGHBORS:
+        config = nsl.configs.make_graph_reg_config(
+            max_neighbors=neighbors, multiplier=0.1, sum_over_axis=-1)
+        data = nsl.keras.NeighborBatchDataset(
+            {graph_mlp_cora.FEATURE: cora.features}, cora.train_labels,
+            cora.edges, config.neighbor_config, node_ids=cora.node_ids,
+            undirected=True, batch_size=batch, sampling="uniform", seed=0)
+        start = time.perf_counter()
+        for index in range(len(data)):
+            x, y = data[index]
+        lookup_ms = 1000 * (time.perf_counter() - start) / len(data)
+        x, y = data[0]
+        for neighbor_pass in ("batched", "separate"):
+            if neighbors == 0 and neighbor_pass == "separate":
+                continue
+            keras.utils.set_random_seed(0)
+            base = graph_mlp_cora.make_mlp(cora.features.shape[1], 7)
+            model = nsl.keras.GraphRegularization(
+                base, config, neighbor_pass=neighbor_pass)
+            model.compile("adam", keras.losses.SparseCategoricalCrossentropy(
+                from_logits=True))
+            step_ms = _median_step_ms(model, x, y, args.steps)
+            _emit(dict(task="step_cost", max_neighbors=neighbors,
+                       neighbor_pass=neighbor_pass, step_ms=step_ms,
+                       lookup_ms=lookup_ms))
+
+
+def worker(args):
+    import keras  # pylint: disable=import-outside-toplevel
+    _emit(dict(task="backend", backend=keras.backend.backend()))
+    for task in args.tasks:
+        {"tutorial": _tutorial, "planetoid": _planetoid,
+         "step_cost": _step_cost}[task](args)
+
+
+# -- Parent: one subprocess per backend, then the tables ---------------------
+
+
+def _run_backend(backend, args):
+    command = [sys.executable, os.path.abspath(__file__), "--worker",
+               "--seeds", str(args.seeds), "--epochs", str(args.epochs),
+               "--steps", str(args.steps), "--tasks", *args.tasks]
+    if args.data_dir:
+        command += ["--data_dir", args.data_dir]
+    env = dict(os.environ, KERAS_BACKEND=backend)
+    print(f"# {backend}: {' '.join(command)}", file=sys.stderr, flush=True)
+    records = []
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                          text=True) as process:
+        for line in process.stdout:
+            if line.startswith("RESULT "):
+                record = json.loads(line[len("RESULT "):])
+                records.append(record)
+                print(f"# {backend}: {record}", file=sys.stderr, flush=True)
+    if process.returncode:
+        raise SystemExit(f"The {backend} worker failed "
+                         f"(exit code {process.returncode}).")
+    return records
+
+
+def _mean_std(values):
+    values = [100 * v for v in values]
+    std = statistics.pstdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.2f} ± {std:.2f}"
+
+
+def _accuracy_table(results, backends):
+    header = "| setting | model | " + " | ".join(backends) + " |"
+    lines = [header, "|---|---|" + "---|" * len(backends)]
+    rows = {}
+    for backend, records in results.items():
+        for r in records:
+            if r["task"] == "tutorial":
+                key = ("Cora, NSL tutorial split (2155/553)",
+                       "base MLP" if r["max_neighbors"] == 0 else
+                       f"graph-regularized MLP, max_neighbors="
+                       f"{r['max_neighbors']}")
+            elif r["task"] == "planetoid":
+                key = (f"{r['dataset'].capitalize()}, Planetoid split",
+                       "graph-regularized MLP" if r["graph_regularized"]
+                       else "MLP")
+            else:
+                continue
+            rows.setdefault(key, {}).setdefault(backend, []).append(
+                r["test_accuracy"])
+    for (setting, model), by_backend in rows.items():
+        cells = [_mean_std(by_backend[b]) if b in by_backend else "-"
+                 for b in backends]
+        lines.append(f"| {setting} | {model} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _step_table(results, backends):
+    lines = ["| max_neighbors | " + " | ".join(
+        f"{b} batched | {b} separate" for b in backends)
+        + " | neighbour lookup (ms/batch) |",
+        "|---|" + "---|---|" * len(backends) + "---|"]
+    table, lookup = {}, {}
+    for backend, records in results.items():
+        steps = [r for r in records if r["task"] == "step_cost"]
+        if not steps:
+            continue
+        base = next(r["step_ms"] for r in steps if r["max_neighbors"] == 0)
+        for r in steps:
+            table[(r["max_neighbors"], backend, r["neighbor_pass"])] = (
+                r["step_ms"], r["step_ms"] / base)
+            lookup.setdefault(r["max_neighbors"], r["lookup_ms"])
+    for n in STEP_NEIGHBORS:
+        cells = []
+        for b in backends:
+            for p in ("batched", "separate"):
+                if (n, b, p) in table:
+                    ms, ratio = table[(n, b, p)]
+                    cells.append(f"{ms:.2f} ms ({ratio:.2f}x)")
+                else:
+                    cells.append("-")
+        lines.append(f"| {n} | " + " | ".join(cells)
+                     + f" | {lookup.get(n, float('nan')):.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--backends", nargs="+",
+                        default=["tensorflow", "jax", "torch"])
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS),
+                        choices=TASKS)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=100,
+                        help="epochs of the tutorial setting")
+    parser.add_argument("--steps", type=int, default=50,
+                        help="timed steps per step-cost measurement")
+    parser.add_argument("--data_dir", default=None,
+                        help="data directory (default $NSL_DATA_DIR)")
+    parser.add_argument("--output", default=None,
+                        help="also write the tables to this Markdown file")
+    parser.add_argument("--records", default=None,
+                        help="JSON-lines file of raw results (read, then "
+                        "updated with this run's tasks)")
+    parser.add_argument("--report_only", action="store_true",
+                        help="only print the tables of --records")
+    parser.add_argument("--worker", action="store_true",
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(args)
+        return
+    results = {}
+    if args.records and os.path.exists(args.records):
+        with open(args.records, encoding="utf-8") as f:
+            for line in f:
+                record = json.loads(line)
+                results.setdefault(record.pop("backend"), []).append(record)
+    if not args.report_only:
+        for backend in args.backends:
+            records = _run_backend(backend, args)
+            ran = {r["task"] for r in records}
+            results[backend] = [r for r in results.get(backend, [])
+                                if r["task"] not in ran] + records
+            if args.records:
+                with open(args.records, "w", encoding="utf-8") as f:
+                    for name, rows in results.items():
+                        for r in rows:
+                            f.write(json.dumps(dict(r, backend=name)) + "\n")
+    backends = [b for b in ("tensorflow", "jax", "torch") if b in results]
+    backends = [b for b in backends if b in args.backends] or backends
+    text = []
+    if {"tutorial", "planetoid"} & set(args.tasks):
+        text += [f"Test accuracy (%), mean ± std over {args.seeds} seeds:",
+                 "", _accuracy_table(results, backends), ""]
+    if "step_cost" in args.tasks:
+        text += ["Median training-step time of the tutorial MLP, batch 128 "
+                 "(ratio to max_neighbors=0, same process):", "",
+                 _step_table(results, backends), ""]
+    text = "\n".join(text)
+    print(text)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

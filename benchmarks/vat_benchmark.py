@@ -1,0 +1,87 @@
+"""Virtual adversarial training: two rings over seeds and backends.
+
+Runs `examples/vat_two_rings.py` for `--seeds` on each backend (one process
+per run) and prints a Markdown table of test accuracy, plain vs VAT (mean,
+min, max over seeds). `--mnist100` also runs `examples/vat_mnist100.py` once
+per backend in `--mnist_backends` (long: see docs/vat.md for the budget).
+
+    python benchmarks/vat_benchmark.py --seeds 0 1 2 3 4
+    python benchmarks/vat_benchmark.py --seeds --mnist100 --data_dir ../shared/data
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+EXAMPLES = os.path.join(HERE, "..", "examples")
+
+
+def run(script, backend, args_list):
+    subprocess.run([sys.executable, os.path.join(EXAMPLES, script),
+                    *args_list], check=True, stdout=sys.stderr,
+                   env=dict(os.environ, KERAS_BACKEND=backend,
+                            TF_CPP_MIN_LOG_LEVEL="3"))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backends", nargs="+",
+                        default=["tensorflow", "jax", "torch"])
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    parser.add_argument("--output_dir", default="out/vat_benchmark")
+    parser.add_argument("--mnist100", action="store_true")
+    parser.add_argument("--mnist_backends", nargs="+", default=["jax"])
+    parser.add_argument("--mnist_epochs", type=int, default=None)
+    parser.add_argument("--data_dir", default=os.environ.get("NSL_DATA_DIR"))
+    args = parser.parse_args()
+
+    if args.seeds:
+        results = {}
+        for backend in args.backends:
+            for seed in args.seeds:
+                out = os.path.join(args.output_dir, "rings")
+                print(f"two rings: {backend} seed {seed}", file=sys.stderr)
+                run("vat_two_rings.py", backend,
+                    ["--seed", str(seed), "--output_dir", out])
+                with open(os.path.join(
+                        out, f"results_{backend}_seed{seed}.json")) as f:
+                    acc = json.load(f)["accuracy"]
+                for model, value in acc.items():
+                    results.setdefault((backend, model), []).append(value)
+        print(f"\nTwo rings, 8 labeled points per class, 1,000 test points, "
+              f"seeds {args.seeds}: test accuracy\n")
+        print("| backend | model | mean | min | max |\n|---|---|---|---|---|")
+        for (backend, model), values in results.items():
+            print(f"| {backend} | {model} | {np.mean(values):.4f} | "
+                  f"{np.min(values):.4f} | {np.max(values):.4f} |")
+
+    if args.mnist100:
+        rows = []
+        for backend in args.mnist_backends:
+            out = os.path.join(args.output_dir, "mnist100")
+            extra = ["--output_dir", out]
+            if args.data_dir:
+                extra += ["--data_dir", args.data_dir]
+            if args.mnist_epochs:
+                extra += ["--epochs", str(args.mnist_epochs)]
+            print(f"MNIST-100: {backend}", file=sys.stderr)
+            run("vat_mnist100.py", backend, extra)
+            with open(os.path.join(out, f"results_{backend}_seed0.json")) as f:
+                rows += [dict(backend=backend, **r)
+                         for r in json.load(f)["rows"]]
+        print("\nMNIST, 100 labels (10 per class), 10,000 test images\n")
+        print("| backend | model | test error | steps | train s |")
+        print("|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['backend']} | {r['model']} | "
+                  f"{100 * r['test_error']:.2f}% | {r['steps']} | "
+                  f"{r['train_seconds']} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""Semi-supervised MNIST with 100 labels: plain vs virtual adversarial training.
+
+10 labeled images per class, the rest of MNIST's training images unlabeled
+(labels hidden), 1,000 further training images as a labeled validation set
+for choosing hyper-parameters (as Miyato et al. did), and the 10,000 test
+images for the final number. The model is Miyato et al.'s MLP
+(1200-600-300-150, BatchNormalization, ReLU). Batches mix
+`--labeled_batch_size` labeled and `--unlabeled_batch_size` unlabeled rows
+(`nsl.keras.LabeledUnlabeledBatches`); the plain model sees the same labeled
+rows only.
+
+    KERAS_BACKEND=jax python examples/vat_mnist100.py --data_dir ../shared/data
+
+Reference: Miyato et al., 2018, https://arxiv.org/abs/1704.03976 (Table 4:
+1.36% test error with VAT, 1.27% with VAT + entropy minimisation).
+"""
+
+import argparse
+import json
+import os
+import time
+
+import keras
+import numpy as np
+
+import neural_structured_learning as nsl
+
+
+def load_mnist(data_dir):
+    path = os.path.join(data_dir or "", "mnist", "mnist.npz")
+    if data_dir and os.path.exists(path):
+        with np.load(path) as f:
+            x_train, y_train = f["x_train"], f["y_train"]
+            x_test, y_test = f["x_test"], f["y_test"]
+    else:
+        (x_train, y_train), (x_test, y_test) = (
+            keras.datasets.mnist.load_data())
+    flat = lambda x: (x.reshape(len(x), -1) / 255.0).astype("float32")
+    return (flat(x_train), y_train.astype("int32"), flat(x_test),
+            y_test.astype("int32"))
+
+
+def split(x, y, labeled_per_class, validation, seed):
+    """Labeled (balanced), validation and unlabeled indices."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(y))
+    labeled = np.concatenate([
+        order[y[order] == c][:labeled_per_class] for c in range(10)])
+    rest = np.setdiff1d(order, labeled)
+    rest = rng.permutation(rest)
+    return labeled, rest[:validation], rest[validation:]
+
+
+def build_mlp(units=(1200, 600, 300, 150)):
+    layers = [keras.Input((784,), name="image")]
+    for n in units:
+        layers += [keras.layers.Dense(n, use_bias=False),
+                   keras.layers.BatchNormalization(),
+                   keras.layers.Activation("relu")]
+    layers.append(keras.layers.Dense(10))
+    return keras.Sequential(layers)
+
+
+class ValidationHistory(keras.callbacks.Callback):
+    """Records validation accuracy every `every` epochs."""
+
+    def __init__(self, model, x, y, every):
+        super().__init__()
+        self.base, self.x, self.y, self.every = model, x, y, every
+        self.history = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every == 0:
+            logits = self.base.predict(self.x, batch_size=1000, verbose=0)
+            acc = float(np.mean(np.argmax(logits, -1) == self.y))
+            self.history.append((epoch + 1, acc))
+            print(f"  epoch {epoch + 1}: validation accuracy {acc:.4f}",
+                  flush=True)
+
+
+def train(args, data, vat):
+    x_train, y_train, labeled, validation, unlabeled = data
+    keras.utils.set_random_seed(args.seed)
+    model = build_mlp()
+    batches = nsl.keras.LabeledUnlabeledBatches(
+        x_train[labeled], y_train[labeled], x_train[unlabeled],
+        labeled_batch_size=args.labeled_batch_size,
+        unlabeled_batch_size=args.unlabeled_batch_size, seed=args.seed)
+    config = nsl.configs.VirtualAdvConfig(
+        nsl.configs.AdvNeighborConfig(adv_step_size=args.epsilon,
+                                      adv_grad_norm="l2"),
+        nsl.configs.DistanceConfig("kl_divergence", sum_over_axis=-1),
+        num_approx_steps=1, approx_difference=args.xi)
+    wrapper = nsl.keras.VirtualAdversarialRegularization(
+        model, vat_config=config,
+        multiplier=args.multiplier if vat else 0.0,
+        entropy_weight=args.entropy_weight if vat else 0.0, seed=args.seed)
+    steps = args.epochs * len(batches)
+    schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate,
+                                                      steps)
+    wrapper.compile(keras.optimizers.Adam(schedule),
+                    loss=keras.losses.SparseCategoricalCrossentropy(
+                        from_logits=True),
+                    metrics=["accuracy"])
+    callback = ValidationHistory(model, x_train[validation],
+                                 y_train[validation], args.eval_every)
+    start = time.time()
+    wrapper.fit(batches, epochs=args.epochs, verbose=0, callbacks=[callback])
+    return model, time.time() - start, callback.history, steps
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data_dir", default=os.environ.get("NSL_DATA_DIR"))
+    parser.add_argument("--labeled_per_class", type=int, default=10)
+    parser.add_argument("--validation", type=int, default=1000)
+    parser.add_argument("--epsilon", type=float, default=2.0)
+    parser.add_argument("--xi", type=float, default=1e-3)
+    parser.add_argument("--multiplier", type=float, default=1.0)
+    parser.add_argument("--entropy_weight", type=float, default=0.0)
+    parser.add_argument("--epochs", type=int, default=20,
+                        help="passes over the unlabeled data")
+    parser.add_argument("--labeled_batch_size", type=int, default=32)
+    parser.add_argument("--unlabeled_batch_size", type=int, default=128)
+    parser.add_argument("--learning_rate", type=float, default=2e-3)
+    parser.add_argument("--eval_every", type=int, default=5)
+    parser.add_argument("--models", nargs="+", default=["plain", "vat"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output_dir", default="out/vat_mnist100")
+    args = parser.parse_args(argv)
+
+    x_train, y_train, x_test, y_test = load_mnist(args.data_dir)
+    labeled, validation, unlabeled = split(
+        x_train, y_train, args.labeled_per_class, args.validation, args.seed)
+    data = (x_train, y_train, labeled, validation, unlabeled)
+    print(f"backend={keras.config.backend()} labeled={len(labeled)} "
+          f"validation={len(validation)} unlabeled={len(unlabeled)} "
+          f"test={len(y_test)}", flush=True)
+    rows = []
+    for name in args.models:
+        print(f"training {name} ...", flush=True)
+        model, seconds, history, steps = train(args, data, name == "vat")
+        logits = model.predict(x_test, batch_size=1000, verbose=0)
+        error = float(np.mean(np.argmax(logits, -1) != y_test))
+        rows.append(dict(model=name, test_error=error,
+                         validation=history[-1][1] if history else None,
+                         train_seconds=round(seconds), steps=steps))
+    print("\n| model | test error | validation accuracy | steps | train s |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['model']} | {100 * r['test_error']:.2f}% | "
+              f"{r['validation']} | {r['steps']} | {r['train_seconds']} |")
+    os.makedirs(args.output_dir, exist_ok=True)
+    with open(os.path.join(args.output_dir, f"results_{keras.config.backend()}"
+                           f"_seed{args.seed}.json"), "w") as f:
+        json.dump({"args": vars(args), "rows": rows}, f, indent=2)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""The `nsl` command: one console script, one subcommand per tool.
+
+    nsl build-graph [flags] embedding_file... output_graph.tsv
+    nsl pack-nbrs [flags] labeled.tfr unlabeled.tfr graph.tsv output.tfr
+    nsl evaluate [flags] model.keras data.npz
+    nsl <command> --help
+
+Adding a subcommand takes one function: decorate `configure(parser)` with
+`@subcommand(name, help=...)`; it adds its arguments to `parser` (a
+`FlagParser`, i.e. an `argparse.ArgumentParser`) and returns the handler,
+`handler(args) -> int | None`. Only the chosen subcommand's `configure` runs,
+so heavy imports (Keras, FAISS, ...) belong inside it or the handler:
+
+    @subcommand("hello", help="Print a greeting.")
+    def _hello(parser):
+        parser.add_argument("name")
+        return lambda args: print(f"Hello, {args.name}!")
+
+Importing this module imports no deep-learning framework.
+"""
+
+import argparse
+import logging
+import sys
+
+from neural_structured_learning.tools import _flags
+
+_SUBCOMMANDS = {}
+
+
+def subcommand(name, *, help):  # pylint: disable=redefined-builtin
+    """Registers the decorated `configure(parser) -> handler` as `nsl name`."""
+    def register(configure):
+        if name in _SUBCOMMANDS:
+            raise ValueError(f"The nsl subcommand {name!r} is already "
+                             "registered.")
+        _SUBCOMMANDS[name] = (help, configure)
+        return configure
+    return register
+
+
+@subcommand("build-graph",
+            help="Build a similarity graph (TSV) from embeddings.")
+def _build_graph(parser):
+    # pylint: disable=import-outside-toplevel
+    from neural_structured_learning.tools.build_graph import configure
+    return configure(parser)
+
+
+@subcommand("pack-nbrs",
+            help="Merge graph neighbours' features into labeled examples.")
+def _pack_nbrs(parser):
+    # pylint: disable=import-outside-toplevel
+    from neural_structured_learning.tools.pack_nbrs import configure
+    return configure(parser)
+
+
+@subcommand("evaluate",
+            help="Robust accuracy of a saved Keras model (FGSM/PGD).")
+def _evaluate(parser):
+    # pylint: disable=import-outside-toplevel
+    from neural_structured_learning.evaluation._cli import configure
+    return configure(parser)
+
+
+def run_command(prog, configure, argv, description=None):
+    """Parses `argv` for one command and runs it.
+
+    Logs go to stderr at INFO level. Errors from bad inputs (`ValueError`,
+    `OSError`, `ImportError`, e.g. a malformed file or a missing one) are
+    printed as one line, `<prog>: error: <message>`, with exit status 1;
+    usage errors exit with status 2, as argparse does.
+
+    Args:
+        prog: the program name shown in usage and error messages.
+        configure: `configure(parser) -> handler`, see `subcommand`.
+        argv: the arguments after the program (and subcommand) name.
+        description: text shown by `--help`.
+
+    Returns:
+        The exit status.
+    """
+    parser = _flags.FlagParser(prog=prog, description=description)
+    handler = configure(parser)
+    args = parser.parse(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s",
+                        stream=sys.stderr)
+    logging.getLogger("faiss").setLevel(logging.WARNING)  # its loader is chatty
+    try:
+        status = handler(args)
+    except _flags.UsageError as e:
+        parser.error(str(e))
+    except (ValueError, OSError, ImportError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 1
+    return 0 if status is None else status
+
+
+def main(argv=None):
+    """Entry point of the `nsl` console script; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = argparse.ArgumentParser(
+        prog="nsl", description="Neural Structured Learning tools.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="commands:\n" + "\n".join(
+            f"  {name:<14}{help_}" for name, (help_, _) in _SUBCOMMANDS.items())
+        + "\n\nRun 'nsl <command> --help' for a command's flags.")
+    parser.add_argument("--version", action="store_true",
+                        help="print the version and exit")
+    parser.add_argument("command", nargs="?", metavar="command",
+                        help="one of: " + ", ".join(_SUBCOMMANDS))
+    if argv and argv[0] in _SUBCOMMANDS:
+        help_, configure = _SUBCOMMANDS[argv[0]]
+        return run_command(f"nsl {argv[0]}", configure, argv[1:], help_)
+    args = parser.parse_args(argv)
+    if args.version:
+        from neural_structured_learning import version  # pylint: disable=import-outside-toplevel
+        print(f"nsl {version.__version__}")
+        return 0
+    if args.command is None:
+        parser.print_help()
+        return 2
+    parser.error(f"unknown command {args.command!r}; expected one of: "
+                 + ", ".join(_SUBCOMMANDS))
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""Tests for configs.py: 1.4's fields, defaults and factories, plus validation."""
+
+import json
+import sys
+
+import attr
+import pytest
+
+from neural_structured_learning import configs
+
+
+def test_no_framework_imported():
+    # configs must stay plain Python: importable without Keras or a backend.
+    for name in ("keras", "tensorflow", "jax", "torch"):
+        if name in sys.modules:
+            pytest.skip(f"{name} already imported by another test")
+    assert configs.AdvRegConfig().multiplier == 0.2
+
+
+def test_enum_values_as_in_1_4():
+    assert [m.value for m in configs.NormType] == ["l1", "l2", "infinity"]
+    assert [m.value for m in configs.AdvTargetType] == [
+        "second", "least", "random", "ground_truth"]
+    assert [m.value for m in configs.TransformType] == ["softmax", "none"]
+    assert [m.value for m in configs.DistanceType] == [
+        "l1", "l2", "cosine", "jensen_shannon_divergence", "kl_divergence"]
+    assert [m.value for m in configs.DecayType] == [
+        "exponential_decay", "inverse_time_decay", "natural_exp_decay"]
+    assert [m.value for m in configs.IntegrationType] == [
+        "additive", "multiplicative", "tucker_decomp"]
+    assert configs.NormType.all() == list(configs.NormType)
+    assert configs.NormType("l2") is configs.NormType.L2
+    assert configs.NormType.L2 == "l2"  # String enums compare to values.
+
+
+def test_reduction_strings_match_tf1():
+    r = configs.Reduction
+    assert (r.NONE, r.SUM, r.MEAN, r.SUM_OVER_BATCH_SIZE,
+            r.SUM_BY_NONZERO_WEIGHTS) == (
+                "none", "weighted_sum", "weighted_mean",
+                "weighted_sum_over_batch_size",
+                "weighted_sum_by_nonzero_weights")
+    assert r.SUM_OVER_NONZERO_WEIGHTS == r.SUM_BY_NONZERO_WEIGHTS
+    with pytest.raises(ValueError, match="`reduction` must be one of"):
+        configs.DistanceConfig(reduction="average")
+
+
+def test_fields_order_and_defaults():
+    def fields(cls):
+        return [(f.name, f.default) for f in attr.fields(cls)]
+
+    neighbor = fields(configs.AdvNeighborConfig)
+    assert neighbor[:8] == [
+        ("feature_mask", None), ("adv_step_size", 0.001),
+        ("adv_grad_norm", configs.NormType.L2), ("clip_value_min", None),
+        ("clip_value_max", None), ("pgd_iterations", 1),
+        ("pgd_epsilon", None), ("random_init", False)]
+    assert [f.name for f in attr.fields(configs.GraphBuilderConfig)] == [
+        "id_feature_name", "embedding_feature_name", "similarity_threshold",
+        "lsh_splits", "lsh_rounds", "random_seed"]
+    builder = configs.GraphBuilderConfig()
+    assert (builder.similarity_threshold, builder.lsh_splits,
+            builder.lsh_rounds, builder.random_seed) == (0.8, 0, 1, None)
+    graph = configs.GraphRegConfig()
+    assert graph.multiplier == 0.01
+    assert graph.neighbor_config == configs.GraphNeighborConfig(
+        "NL_nbr_", "_weight", 0)
+    vat = configs.VirtualAdvConfig()
+    assert (vat.num_approx_steps, vat.approx_difference) == (1, 1e-6)
+    target = configs.AdvTargetConfig()
+    assert target.target_method == configs.AdvTargetType.GROUND_TRUTH
+    assert target.random_seed == 0.0
+    decay = configs.DecayConfig(10)
+    assert (decay.decay_rate, decay.min_value, decay.decay_type) == (
+        0.96, 0.0, configs.DecayType.EXPONENTIAL_DECAY)
+
+
+def test_positional_construction_as_in_1_4():
+    config = configs.AdvNeighborConfig(None, 0.1, "infinity")
+    assert config.adv_grad_norm is configs.NormType.INFINITY
+    distance = configs.DistanceConfig("cosine", configs.Reduction.MEAN, -1,
+                                      "softmax")
+    assert distance.transform_fn is configs.TransformType.SOFTMAX
+
+
+def test_default_params_dicts():
+    assert configs.DEFAULT_DISTANCE_PARAMS == {
+        "distance_type": configs.DistanceType.L2,
+        "reduction": "weighted_sum_by_nonzero_weights",
+        "sum_over_axis": None,
+        "transform_fn": configs.TransformType.NONE}
+    assert configs.DEFAULT_ADVERSARIAL_PARAMS == {
+        "feature_mask": None, "adv_step_size": 0.001,
+        "adv_grad_norm": configs.NormType.L2, "clip_value_min": None,
+        "clip_value_max": None, "pgd_iterations": 1, "pgd_epsilon": None,
+        "random_init": False}
+
+
+def test_default_sub_configs_are_not_shared():
+    # 1.4 shared one default instance between all configs.
+    a, b = configs.AdvRegConfig(), configs.AdvRegConfig()
+    assert a.adv_neighbor_config is not b.adv_neighbor_config
+    a.adv_neighbor_config.adv_step_size = 0.5
+    assert configs.AdvRegConfig().adv_neighbor_config.adv_step_size == 0.001
+
+
+def test_make_adv_reg_config():
+    config = configs.make_adv_reg_config(
+        multiplier=0.3, adv_step_size=0.2, adv_grad_norm="infinity",
+        clip_value_min=0.0, clip_value_max=1.0, pgd_iterations=3,
+        pgd_epsilon=0.3, random_init=True)
+    assert config == configs.AdvRegConfig(
+        0.3, configs.AdvNeighborConfig(
+            None, 0.2, configs.NormType.INFINITY, 0.0, 1.0, 3, 0.3, True))
+    assert configs.make_adv_reg_config() == configs.AdvRegConfig()
+
+
+def test_make_graph_reg_config():
+    config = configs.make_graph_reg_config(
+        max_neighbors=2, multiplier=0.1, distance_type="cosine",
+        sum_over_axis=-1)
+    assert config.neighbor_config == configs.GraphNeighborConfig(
+        "NL_nbr_", "_weight", 2)
+    assert config.distance_config == configs.DistanceConfig(
+        configs.DistanceType.COSINE,
+        configs.Reduction.SUM_BY_NONZERO_WEIGHTS, -1, "none")
+    assert config.multiplier == 0.1
+
+
+@pytest.mark.parametrize("config", [
+    configs.make_adv_reg_config(feature_mask={"a": 0.5, "b": None},
+                                clip_value_min=[0.0, None],
+                                adv_grad_norm="l1"),
+    configs.make_graph_reg_config(max_neighbors=3, sum_over_axis=-1),
+    configs.VirtualAdvConfig(num_approx_steps=2, approx_difference=0.1),
+    configs.GraphBuilderConfig(lsh_splits=4, random_seed=3),
+    configs.DecayConfig(5, decay_type="natural_exp_decay"),
+    configs.AdvTargetConfig("random", 1.0),
+])
+def test_get_config_round_trip_through_json(config):
+    blob = json.dumps(config.get_config())
+    assert type(config).from_config(json.loads(blob)) == config
+
+
+def test_array_constraints_serialise():
+    np = pytest.importorskip("numpy")
+    config = configs.AdvNeighborConfig(feature_mask=np.array([0.0, 1.0]))
+    assert json.loads(json.dumps(config.get_config()))["feature_mask"] == [
+        0.0, 1.0]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(adv_grad_norm="l3"),
+     r"`adv_grad_norm` must be one of 'l1', 'l2', 'infinity'\. Received: "
+     r"adv_grad_norm='l3'"),
+    (dict(pgd_iterations=2),
+     r"`pgd_epsilon` must be set when `pgd_iterations > 1`"),
+    (dict(multiplier=-0.1), r"`multiplier` must be >= 0\. Received: "
+                            r"multiplier=-0.1"),
+    (dict(adv_step_size=-1.0), r"`adv_step_size` must be >= 0"),
+    (dict(pgd_iterations=1.5), r"`pgd_iterations` must be an integer >= 0"),
+    (dict(pgd_epsilon=0.0), r"`pgd_epsilon` must be > 0"),
+    (dict(nonfinite_gradient="ignore"),
+     r"`nonfinite_gradient` must be 'zero' or 'raise'"),
+])
+def test_make_adv_reg_config_rejects_bad_values(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        configs.make_adv_reg_config(**kwargs)
+
+
+def test_other_configs_reject_bad_values():
+    with pytest.raises(ValueError, match=r"`distance_type` must be one of"):
+        configs.DistanceConfig(distance_type="euclidean")
+    with pytest.raises(ValueError, match=r"`approx_difference`.*> 0"):
+        configs.VirtualAdvConfig(approx_difference=0.0)
+    with pytest.raises(ValueError, match=r"`multiplier` must be >= 0"):
+        configs.make_graph_reg_config(multiplier=-1.0)
+    with pytest.raises(ValueError, match=r"`max_neighbors` must be an "
+                                         r"integer >= 0"):
+        configs.GraphNeighborConfig(max_neighbors=-1)

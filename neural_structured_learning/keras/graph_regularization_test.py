@@ -1,0 +1,374 @@
+"""Tests for graph_regularization.py (NSL 1.4's vectors, §9.2 C and G)."""
+
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+from neural_structured_learning import configs
+from neural_structured_learning._testing import assert_allclose
+from neural_structured_learning._testing import to_numpy
+from neural_structured_learning.keras import graph_regularization
+from neural_structured_learning.lib import utils
+
+GraphRegularization = graph_regularization.GraphRegularization
+W0 = [[4.], [-3.]]
+
+
+def f32(x):
+    return np.asarray(x, "float32")
+
+
+def _dense(name=None):
+    return keras.layers.Dense(
+        1, use_bias=False, name=name,
+        kernel_initializer=keras.initializers.Constant(W0))
+
+
+class _Subclassed(keras.Model):
+
+    def __init__(self):
+        super().__init__()
+        self.dense = _dense()
+
+    def call(self, inputs):  # Subclassed models get the feature dict.
+        return self.dense(inputs["feature"])
+
+
+def _linear(kind):
+    """The 1.4 test model: y = x w, w = [[4], [-3]], input 'feature'."""
+    if kind == "sequential":
+        return keras.Sequential([keras.Input((2,), name="feature"),
+                                 _dense()])
+    if kind == "functional":
+        x = keras.Input((2,), name="feature")
+        return keras.Model(x, _dense()(x))
+    return _Subclassed()
+
+
+def _config(max_neighbors, multiplier=1.0, **distance):
+    return configs.GraphRegConfig(
+        neighbor_config=configs.GraphNeighborConfig(
+            max_neighbors=max_neighbors),
+        multiplier=multiplier,
+        distance_config=configs.DistanceConfig(**distance))
+
+
+def _g_batch(num_neighbors):
+    """§9.2 G: x = [[2, 3]], neighbours [[2.5, 3]] and [[2, 2]], weight 1."""
+    x = {"feature": f32([[2, 3]]), "NL_nbr_0_feature": f32([[2.5, 3]]),
+         "NL_nbr_0_weight": f32([[1]])}
+    if num_neighbors == 2:
+        x.update(NL_nbr_1_feature=f32([[2, 2]]), NL_nbr_1_weight=f32([[1]]))
+    return x, f32([[0]])
+
+
+def _fit_one_step(model, x, y):
+    model.compile(keras.optimizers.SGD(0.01), loss="mse")
+    history = model.fit(x, y, batch_size=len(y), epochs=1, verbose=0)
+    return {k: v[0] for k, v in history.history.items()}
+
+
+# -- NSL 1.4's one-step updates (§9.2 G) ------------------------------------
+
+# f(x) = -1; f(n0) = 1, f(n1) = 2. Labeled loss (f(x) - 0)^2 = 1, gradient
+# 2 f(x) x = [-4, -6]. Graph loss (f(x) - f(n))^2 = 4 (mean with n1: 6.5),
+# gradient 2 (f(x) - f(n)) (x - n) = [2, 0] (mean with n1: [1, 3]).
+@pytest.mark.parametrize("kind", ["sequential", "functional", "subclassed"])
+@pytest.mark.parametrize("num_neighbors, expected_w, graph_loss", [
+    (1, [[4.02], [-2.94]], 4.0),
+    (2, [[4.03], [-2.91]], 6.5),
+])
+def test_one_sgd_step(kind, num_neighbors, expected_w, graph_loss):
+    base = _linear(kind)
+    model = GraphRegularization(base, _config(num_neighbors))
+    logs = _fit_one_step(model, *_g_batch(num_neighbors))
+    assert_allclose(base.trainable_variables[0], expected_w, rtol=1e-6)
+    assert_allclose(logs["scaled_graph_loss"], graph_loss, rtol=1e-6)
+    assert_allclose(logs["loss"], 1.0 + graph_loss, rtol=1e-6)
+
+
+@pytest.mark.parametrize("num_neighbors, expected_w", [
+    (1, [[4.02], [-2.94]]), (2, [[4.03], [-2.91]])])
+def test_separate_neighbor_pass_gives_the_same_step(num_neighbors,
+                                                    expected_w):
+    base = _linear("functional")
+    model = GraphRegularization(base, _config(num_neighbors),
+                                neighbor_pass="separate")
+    _fit_one_step(model, *_g_batch(num_neighbors))
+    assert_allclose(base.trainable_variables[0], expected_w, rtol=1e-6)
+
+
+def test_zero_weight_padding_is_ignored():
+    # A second neighbour slot padded with weight 0 changes nothing.
+    x, y = _g_batch(1)
+    x.update(NL_nbr_1_feature=f32([[0, 0]]), NL_nbr_1_weight=f32([[0]]))
+    base = _linear("sequential")
+    logs = _fit_one_step(GraphRegularization(base, _config(2)), x, y)
+    assert_allclose(base.trainable_variables[0], [[4.02], [-2.94]],
+                    rtol=1e-6)
+    assert_allclose(logs["scaled_graph_loss"], 4.0)
+
+
+def test_multiplier_scales_the_graph_loss():
+    base = _linear("sequential")
+    logs = _fit_one_step(GraphRegularization(base, _config(1, 0.5)),
+                         *_g_batch(1))
+    # Gradient [-4, -6] + 0.5 [2, 0] = [-3, -6].
+    assert_allclose(base.trainable_variables[0], [[4.03], [-2.94]],
+                    rtol=1e-6)
+    assert_allclose(logs["scaled_graph_loss"], 2.0)
+
+
+# -- Every distance, on known outputs (§9.2 C) ------------------------------
+
+S = f32([[1, 1], [2, 2], [0, 2], [5, 5]])
+T = f32([[1, 1], [0, 2], [4, 4], [1, 4]])
+W = f32([[1], [0], [.5], [.5]])
+P = f32([[1, 0, 0], [.1, .2, .7]])
+Q = f32([[1, 0, 0], [.1, .9, 0]])
+R = configs.Reduction
+
+
+@pytest.mark.parametrize("sources, targets, weights, distance, expected", [
+    (S, T, W, dict(distance_type="l1", sum_over_axis=-1), 5.5 / 3),
+    (S, T, W, dict(distance_type="l2", sum_over_axis=-1), 18.5 / 3),
+    (S, T, W, dict(distance_type="l2"), 18.5 / 6),
+    (S, T, W, dict(distance_type="l2", reduction=R.MEAN, sum_over_axis=-1),
+     9.25),
+    (S, T, W, dict(distance_type="l1", reduction=R.SUM_OVER_BATCH_SIZE,
+                   sum_over_axis=-1), 1.375),
+    (f32([[1, 1], [1, 1], [3, 4], [-1, -1]]),
+     f32([[1, 1], [5, 5], [4, 3], [1, 1]]), np.ones((4, 1), "float32"),
+     dict(distance_type="cosine", sum_over_axis=-1), 0.51),
+    (P, Q, np.ones((2, 1), "float32"),
+     dict(distance_type="kl_divergence", sum_over_axis=-1), 5.366090),
+    (P, Q, np.ones((2, 1), "float32"),
+     dict(distance_type="jensen_shannon_divergence", sum_over_axis=-1),
+     0.181528),
+    (f32([[1, 2, 3], [1, -1, 2]]), f32([[1, 2, 3], [1, 0, -1]]),
+     np.ones((2, 1), "float32"),
+     dict(distance_type="kl_divergence", sum_over_axis=-1,
+          transform_fn="softmax"), 0.569814),
+])
+def test_graph_loss_of_every_distance(sources, targets, weights, distance,
+                                      expected):
+    # An identity base model: the regularized outputs are the inputs.
+    dim = sources.shape[1]
+    base = keras.Sequential([keras.Input((dim,), name="feature"),
+                             keras.layers.Identity()])
+    model = GraphRegularization(base, _config(1, **distance))
+    model.compile(loss="mse")
+    x = {"feature": sources, "NL_nbr_0_feature": targets,
+         "NL_nbr_0_weight": weights}
+    logs = model.evaluate(x, np.zeros_like(sources), batch_size=len(S),
+                          verbose=0, return_dict=True)
+    assert_allclose(logs["scaled_graph_loss"], expected, rtol=1e-5)
+
+
+def test_every_distance_with_a_single_neighbor_equal_to_the_sample_is_0():
+    base = _linear("sequential")
+    x = {"feature": f32([[2, 3], [1, 1]]),
+         "NL_nbr_0_feature": f32([[2, 3], [1, 1]]),
+         "NL_nbr_0_weight": f32([[1], [1]])}
+    for distance_type in ("l1", "l2", "cosine"):
+        model = GraphRegularization(
+            base, _config(1, distance_type=distance_type, sum_over_axis=-1))
+        model.compile(loss="mse")
+        logs = model.evaluate(x, f32([[0], [0]]), verbose=0,
+                              return_dict=True)
+        assert_allclose(logs["scaled_graph_loss"], 0.0, atol=1e-6)
+
+
+# -- Beyond 1.4 ----------------------------------------------------------------
+
+
+def _two_layer(scale=2.0):
+    """embedding = x w (w as above), output = scale * embedding."""
+    x = keras.Input((2,), name="feature")
+    embedding = _dense(name="embedding")(x)
+    output = keras.layers.Dense(
+        1, use_bias=False, name="output",
+        kernel_initializer=keras.initializers.Constant([[scale]]))(embedding)
+    return keras.Model(x, output)
+
+
+@pytest.mark.parametrize("embedding_layer, graph_loss", [
+    (None, 16.0),  # (2 * (-1) - 2 * 1)^2
+    ("embedding", 4.0),  # (-1 - 1)^2
+])
+def test_embedding_layer_is_regularized(embedding_layer, graph_loss):
+    model = GraphRegularization(_two_layer(), _config(1),
+                                embedding_layer=embedding_layer)
+    model.compile(loss="mse")
+    x, y = _g_batch(1)
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert_allclose(logs["scaled_graph_loss"], graph_loss)
+    assert_allclose(model.predict(x, verbose=0), [[-2.]])
+
+
+def test_embedding_layer_errors():
+    with pytest.raises(ValueError, match="`embedding_layer='nope'` is not a "
+                       r"layer of the base model. Its layers are: "):
+        GraphRegularization(_two_layer(), _config(1), embedding_layer="nope")
+    with pytest.raises(ValueError, match="needs a functional or Sequential "
+                       "base model with defined inputs"):
+        GraphRegularization(_Subclassed(), _config(1),
+                            embedding_layer="dense")
+
+
+def test_predict_and_evaluate_without_neighbors():
+    base = _linear("functional")
+    model = GraphRegularization(base, _config(2))
+    model.compile(loss="mse", metrics=["mae"])
+    x = f32([[2, 3], [1, 0], [0, 1]])
+    y = f32([[0], [1], [2]])
+    expected = x @ f32(W0)
+    assert_allclose(model.predict({"feature": x}, verbose=0), expected)
+    assert_allclose(model.predict(x, verbose=0), expected)  # Plain tensor.
+    logs = model.evaluate({"feature": x}, y, verbose=0, return_dict=True)
+    base_logs = base.evaluate(x, y, verbose=0, return_dict=True)
+    mse = float(np.mean((expected - y) ** 2))
+    assert_allclose([logs["loss"], base_logs["loss"]], [mse, mse])
+    assert_allclose(logs["mae"], base_logs["mae"])
+    assert logs["scaled_graph_loss"] == 0.0
+
+
+def test_plain_keras_data_trains_the_base_model():
+    base = _linear("sequential")
+    model = GraphRegularization(base, _config(1))
+    _fit_one_step(model, f32([[2, 3]]), f32([[0]]))  # No neighbours.
+    assert_allclose(base.trainable_variables[0], [[4.04], [-2.94]],
+                    rtol=1e-6)
+
+
+def test_extra_features_without_neighbors_are_ignored():
+    # 1.4 needed neighbour copies of every feature, e.g. NL_num_nbrs.
+    x, y = _g_batch(1)
+    x["NL_num_nbrs"] = np.array([[1]], "int64")
+    x["id"] = np.array([[7]], "int64")
+    model = GraphRegularization(_linear("functional"), _config(1))
+    model.compile(loss="mse")
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert_allclose(logs["scaled_graph_loss"], 4.0)
+
+
+def test_save_and_load(tmp_path):
+    base = _two_layer()
+    model = GraphRegularization(base, _config(2, 0.5, sum_over_axis=-1),
+                                embedding_layer="embedding",
+                                neighbor_pass="separate")
+    _fit_one_step(model, *_g_batch(2))
+    path = str(tmp_path / "graph_model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert isinstance(loaded, GraphRegularization)
+    assert loaded.graph_reg_config == model.graph_reg_config
+    assert loaded.embedding_layer == "embedding"
+    assert loaded.neighbor_pass == "separate"
+    x, y = _g_batch(2)
+    assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert_allclose(loaded.base_model.get_layer("embedding").kernel,
+                    base.get_layer("embedding").kernel)
+    logs = loaded.evaluate(x, y, verbose=0, return_dict=True)
+    expected = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert_allclose(logs["scaled_graph_loss"], expected["scaled_graph_loss"])
+    assert_allclose(logs["loss"], expected["loss"])
+
+
+def test_batch_norm_warning():
+    base = keras.Sequential([keras.Input((2,), name="feature"),
+                             keras.layers.BatchNormalization(),
+                             keras.layers.Dense(1)])
+    with pytest.warns(UserWarning, match="neighbor_pass='separate'"):
+        GraphRegularization(base, _config(1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        GraphRegularization(base, _config(1), neighbor_pass="separate")
+        GraphRegularization(base, _config(0))  # Not regularized.
+
+
+# -- Bad input ------------------------------------------------------------------
+
+
+def _call(x, max_neighbors=2):
+    model = GraphRegularization(_linear("functional"),
+                                _config(max_neighbors))
+    return model(x, training=True)
+
+
+def test_max_neighbors_larger_than_the_neighbors_present():
+    x, _ = _g_batch(1)
+    with pytest.raises(utils.NeighborFeatureError,
+                       match=r"Neighbour feature 'NL_nbr_1_feature' is "
+                       r"missing: max_neighbors=2 needs NL_nbr_0_feature \.\. "
+                       r"NL_nbr_1_feature for sample feature 'feature'"):
+        _call(x)
+
+
+def test_missing_weight():
+    x, _ = _g_batch(2)
+    del x["NL_nbr_1_weight"]
+    with pytest.raises(utils.NeighborFeatureError,
+                       match="Neighbour weight 'NL_nbr_1_weight' is missing"):
+        _call(x)
+
+
+def test_weight_not_scalar():
+    x, _ = _g_batch(1)
+    x["NL_nbr_0_weight"] = f32([[1, 1]])
+    with pytest.raises(utils.NeighborFeatureError,
+                       match=r"'NL_nbr_0_weight' must be one scalar per "
+                       r"example, shape \[batch, 1\] or \[batch\]. Received "
+                       r"shape \(1, 2\)"):
+        _call(x, max_neighbors=1)
+
+
+def test_neighbor_shape_does_not_match():
+    x, _ = _g_batch(1)
+    x["NL_nbr_0_feature"] = f32([[2.5, 3, 1]])
+    with pytest.raises(utils.NeighborFeatureError,
+                       match=r"'NL_nbr_0_feature' has shape \(1, 3\) but "
+                       r"sample feature 'feature' has shape \(1, 2\)"):
+        _call(x, max_neighbors=1)
+
+
+def test_negative_weights():
+    x, _ = _g_batch(1)
+    x["NL_nbr_0_weight"] = f32([[-0.5]])
+    with pytest.raises(ValueError, match=r"Neighbour weights "
+                       r"\(NL_nbr_<i>_weight\) must be >= 0. Received 1 "
+                       r"negative weight\(s\), e.g. -0.5"):
+        _call(x, max_neighbors=1)
+
+
+def test_negative_multiplier():
+    with pytest.raises(ValueError,
+                       match="`multiplier` must be >= 0. Received: "
+                       "multiplier=-0.1"):
+        _config(1, multiplier=-0.1)
+
+
+def test_bad_constructor_arguments():
+    with pytest.raises(TypeError, match="`graph_reg_config` must be an "
+                       "nsl.configs.GraphRegConfig"):
+        GraphRegularization(_linear("sequential"), _config(1).neighbor_config)
+    with pytest.raises(ValueError, match=r"`neighbor_pass` must be one of "
+                       r"\['batched', 'separate'\]. Received: "
+                       r"neighbor_pass='loop'"):
+        GraphRegularization(_linear("sequential"), neighbor_pass="loop")
+
+
+def test_multi_output_base_model_needs_an_embedding_layer():
+    x = keras.Input((2,), name="feature")
+    base = keras.Model(x, [keras.layers.Dense(1)(x), keras.layers.Dense(1)(x)])
+    with pytest.raises(ValueError, match="The base model has 2 outputs"):
+        _ = GraphRegularization(base, _config(1))(_g_batch(1)[0])
+
+
+def test_default_config_does_not_regularize():
+    model = GraphRegularization(_linear("sequential"))
+    assert model.graph_reg_config == configs.GraphRegConfig()
+    x, _ = _g_batch(1)
+    assert_allclose(to_numpy(model(x)), [[-1.]])

@@ -1,0 +1,159 @@
+"""Tests for pack_nbrs.py (`nsl.tools.pack_nbrs`)."""
+
+import logging
+import os
+
+import pytest
+
+from neural_structured_learning import tools
+from neural_structured_learning.tools._test_util import read_examples
+from neural_structured_learning.tools._test_util import write_examples
+from neural_structured_learning.tools import graph_utils
+from neural_structured_learning.tools import tfrecord
+
+# NSL 1.4's pack_nbrs_test.py examples and graph (reference section 9.2 I).
+A = {"id": [b"A"], "some_int_feature": [1, 1], "label": [0]}
+B = {"id": [b"B"], "some_int_feature": [2, 2], "label": [1]}
+C = {"id": [b"C"], "some_int_feature": [3, 3], "label": [2]}
+GRAPH = {"A": {"B": 0.5, "C": 0.9}, "B": {"A": 0.4, "C": 1.0}}
+F32_09 = 0.8999999761581421  # 0.9 stored as float32, as 1.4 does
+
+
+def packed(seed, *nbrs):
+    """The expected merged example: `nbrs` are (features, weight) pairs."""
+    result = dict(seed, NL_num_nbrs=[len(nbrs)])
+    for i, (features, weight) in enumerate(nbrs):
+        result[f"NL_nbr_{i}_weight"] = [weight]
+        for name, values in features.items():
+            result[f"NL_nbr_{i}_{name}"] = values
+    return dict(sorted(result.items()))
+
+
+@pytest.fixture(name="files")
+def _files(tmp_path):
+    graph = tmp_path / "graph.tsv"
+    graph_utils.write_tsv_graph(graph, GRAPH)
+    return {"labeled": write_examples(tmp_path / "train.tfr", [A, C]),
+            "unlabeled": write_examples(tmp_path / "nbrs.tfr", [B]),
+            "graph": str(graph), "out": str(tmp_path / "out.tfr")}
+
+
+# (undirected, with unlabeled file, max_nbrs) -> (packed A, packed C), the
+# table of reference section 9.2 I, checked feature by feature.
+CASES = {
+    (False, False, None): (packed(A, (C, F32_09)), packed(C)),
+    (False, True, None): (packed(A, (C, F32_09), (B, 0.5)), packed(C)),
+    (False, True, 1): (packed(A, (C, F32_09)), packed(C)),
+    (True, False, None): (packed(A, (C, F32_09)), packed(C, (A, F32_09))),
+    (True, True, None): (packed(A, (C, F32_09), (B, 0.5)),
+                         packed(C, (B, 1.0), (A, F32_09))),
+    (True, True, 1): (packed(A, (C, F32_09)), packed(C, (B, 1.0))),
+}
+
+
+@pytest.mark.parametrize("undirected,with_unlabeled,max_nbrs", sorted(
+    CASES, key=str))
+def test_packs_like_nsl14(files, undirected, with_unlabeled, max_nbrs):
+    tools.pack_nbrs(files["labeled"],
+                    files["unlabeled"] if with_unlabeled else "",
+                    files["graph"], files["out"],
+                    add_undirected_edges=undirected, max_nbrs=max_nbrs)
+    assert read_examples(files["out"]) == list(
+        CASES[undirected, with_unlabeled, max_nbrs])
+
+
+def test_documented_feature_dict_of_packed_a(files):
+    tools.pack_nbrs(files["labeled"], files["unlabeled"], files["graph"],
+                    files["out"], add_undirected_edges=True)
+    assert read_examples(files["out"])[0] == {
+        "id": [b"A"], "label": [0], "some_int_feature": [1, 1],
+        "NL_num_nbrs": [2], "NL_nbr_0_id": [b"C"], "NL_nbr_0_label": [2],
+        "NL_nbr_0_some_int_feature": [3, 3], "NL_nbr_0_weight": [F32_09],
+        "NL_nbr_1_id": [b"B"], "NL_nbr_1_label": [1],
+        "NL_nbr_1_some_int_feature": [2, 2], "NL_nbr_1_weight": [0.5]}
+
+
+def test_sharded_inputs_ties_self_loops_and_duplicates(tmp_path):
+    seeds = [{"id": [f"s{i}".encode()], "x": [float(i)]} for i in range(4)]
+    others = [{"id": [name.encode()], "x": [-1.0]} for name in
+              ("1", "10", "9", "s0")]
+    write_examples(tmp_path / "lab-0.tfr", seeds[:2])
+    # s3 is repeated: its position is the first record's, content the last's.
+    write_examples(tmp_path / "lab-1.tfr", seeds[2:] + [
+        {"id": [b"s3"], "x": [33.0]}])
+    write_examples(tmp_path / "unl-a.tfr", others[:2])
+    write_examples(tmp_path / "unl-b.tfr", others[2:])  # "s0" also labeled
+    graph = tmp_path / "graph.tsv"
+    graph.write_text("s0\t1\t0.5\ns0\t10\t0.5\ns0\t9\t0.5\ns0\ts0\t0.7\n"
+                     "s1\ts0\t0.2\ns1\ts0\t0.3\ns3\ts3\n")
+    out = tmp_path / "out.tfr"
+    tools.pack_nbrs(str(tmp_path / "lab-*.tfr"),
+                    [str(tmp_path / "unl-a.tfr"), str(tmp_path / "unl-b.tfr")],
+                    str(graph), str(out))
+    result = read_examples(out)
+    assert [r["id"] for r in result] == [[b"s0"], [b"s1"], [b"s2"], [b"s3"]]
+    s0 = result[0]
+    # Self-loop kept (weight 0.7 first); ties to the larger string id:
+    # "9" > "10" > "1".
+    assert [s0[f"NL_nbr_{i}_id"] for i in range(4)] == [
+        [b"s0"], [b"9"], [b"10"], [b"1"]]
+    assert s0["NL_nbr_0_x"] == [0.0]  # the labeled "s0", not the unlabeled
+    assert result[1]["NL_nbr_0_weight"] == [pytest.approx(0.3)]  # max wins
+    assert result[2]["NL_num_nbrs"] == [0]
+    assert result[3]["x"] == [33.0] and result[3]["NL_nbr_0_x"] == [33.0]
+
+
+def test_unknown_graph_ids_are_warned_about(files, caplog):
+    with open(files["graph"], "a", encoding="utf-8") as f:
+        f.write("A\tghost\t0.99\nghost\tC\t1.0\nghost\tphantom\t1.0\n")
+    with caplog.at_level(logging.WARNING):
+        tools.pack_nbrs(files["labeled"], files["unlabeled"], files["graph"],
+                        files["out"])
+    # Only A -> ghost starts at a labeled example (the graph is directed).
+    assert ("1 graph edge(s) link a labeled example to an id with no example "
+            "(e.g. 'ghost')") in caplog.text
+    assert read_examples(files["out"])[0]["NL_num_nbrs"] == [2]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        tools.pack_nbrs(files["labeled"], files["unlabeled"], files["graph"],
+                        files["out"], add_undirected_edges=True)
+    assert "2 graph edge(s) link a labeled" in caplog.text  # + ghost -> C
+
+
+def test_bad_inputs(files, tmp_path):
+    out = files["out"]
+    no_id = write_examples(tmp_path / "noid.tfr", [A, {"label": [3]}])
+    with pytest.raises(ValueError, match=r"The example in '.*noid.tfr', "
+                       r"record 1 at byte offset \d+ has no feature 'id' \(its "
+                       r"features: \['label'\]\); every example needs an id"):
+        tools.pack_nbrs(no_id, "", files["graph"], out)
+    int_id = write_examples(tmp_path / "intid.tfr", [{"id": [7]}])
+    with pytest.raises(ValueError, match=r"The id feature 'id' of the example "
+                       r"in .* is a int64_list with 1 value\(s\); expected a "
+                       r"bytes_list with one value"):
+        tools.pack_nbrs(files["labeled"], int_id, files["graph"], out)
+    empty = write_examples(tmp_path / "empty.tfr", [])
+    with pytest.raises(ValueError, match=r"No labeled examples found in "
+                       r"\['.*empty.tfr'\]"):
+        tools.pack_nbrs(empty, files["unlabeled"], files["graph"], out)
+    bad_graph = tmp_path / "bad.tsv"
+    bad_graph.write_text("A\tB\t0.5\nA C 0.9\n")
+    with pytest.raises(ValueError, match=r"Malformed graph file '.*bad.tsv', "
+                       r"line 2: expected 'source<TAB>target\[<TAB>weight\]'"):
+        tools.pack_nbrs(files["labeled"], "", str(bad_graph), out)
+    corrupt = tmp_path / "corrupt.tfr"
+    data = bytearray(open(files["labeled"], "rb").read())
+    data[-3] ^= 1
+    corrupt.write_bytes(bytes(data))
+    with pytest.raises(tfrecord.TFRecordError, match=r"Corrupt TFRecord file "
+                       r"'.*corrupt.tfr': record 1 at byte offset \d+: data "
+                       r"CRC mismatch"):
+        tools.pack_nbrs(str(corrupt), "", files["graph"], out)
+    with pytest.raises(ValueError, match=r"`max_nbrs` must be an integer >= 0 "
+                       r"or None. Received: max_nbrs=-1"):
+        tools.pack_nbrs(files["labeled"], "", files["graph"], out, max_nbrs=-1)
+    with pytest.raises(FileNotFoundError, match=r"`graph_path`: no such file"):
+        tools.pack_nbrs(files["labeled"], "", "nope.tsv", out)
+    # No failed run wrote an output or left a temporary file.
+    assert not os.path.exists(out)
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]

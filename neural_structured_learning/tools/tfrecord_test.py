@@ -1,0 +1,140 @@
+"""Tests for tfrecord.py and example_proto.py."""
+
+import os
+
+import pytest
+
+from neural_structured_learning.tools import example_proto
+from neural_structured_learning.tools import tfrecord
+
+# Written by tf.io.TFRecordWriter (TensorFlow 2.15.1): records b"hello", b"".
+TF_HELLO = bytes.fromhex(
+    "0500000000000000eab2043e68656c6c6fbb1f1c19"
+    "000000000000000029039807d8ea82a2")
+
+# tf.train.Example(id=[b"A"], label=[2], embedding=[0.5, -1.0]) serialized by
+# TensorFlow 2.15.1 with deterministic=True (map keys in sorted order).
+TF_EXAMPLE = bytes.fromhex(
+    "0a380a190a09656d62656464696e67120c120a0a080000003f000080bf0a0b0a026964"
+    "12050a030a01410a0e0a056c6162656c12051a030a0102")
+
+
+def test_writer_matches_tensorflow_bytes(tmp_path):
+    path = tmp_path / "hello.tfr"
+    assert tfrecord.write_records(path, [b"hello", b""]) == 2
+    assert path.read_bytes() == TF_HELLO
+
+
+def test_reads_tensorflow_file(tmp_path):
+    path = tmp_path / "hello.tfr"
+    path.write_bytes(TF_HELLO)
+    assert list(tfrecord.iter_records(str(path))) == [b"hello", b""]
+    assert list(tfrecord.iter_file_records(path)) == [(0, b"hello"),
+                                                      (21, b"")]
+
+
+def test_round_trip_sharded_glob_and_list(tmp_path):
+    for shard in range(3):
+        tfrecord.write_records(tmp_path / f"part-{shard}.tfr",
+                               [f"{shard}-{i}".encode() for i in range(2)])
+    expected = [b"0-0", b"0-1", b"1-0", b"1-1", b"2-0", b"2-1"]
+    assert list(tfrecord.iter_records(str(tmp_path / "part-*.tfr"))) == (
+        expected)
+    assert list(tfrecord.iter_records(
+        [tmp_path / "part-2.tfr", tmp_path / "part-0.tfr"])) == (
+            expected[4:] + expected[:2])
+
+
+def test_missing_file_and_empty_glob(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"no such file: .*nope\.tfr"):
+        list(tfrecord.iter_records(str(tmp_path / "nope.tfr")))
+    with pytest.raises(FileNotFoundError, match=r"pattern .*\*\.tfr' matches"):
+        list(tfrecord.iter_records(str(tmp_path / "*.tfr")))
+
+
+def _corrupt(tmp_path, position, value=None, truncate=None):
+    data = bytearray(TF_HELLO)
+    if value is not None:
+        data[position] ^= value
+    if truncate is not None:
+        data = data[:truncate]
+    path = tmp_path / "bad.tfr"
+    path.write_bytes(bytes(data))
+    return str(path)
+
+
+@pytest.mark.parametrize("position,truncate,message", [
+    (13, None, r"record 0 at byte offset 0: data CRC mismatch \(stored "
+     r"0x191c1fbb, computed 0x[0-9a-f]{8}\)"),
+    (0, None, r"record 0 at byte offset 0: length CRC mismatch"),
+    (25, None, r"record 1 at byte offset 21: length CRC mismatch"),
+    (None, 19, r"record 0 at byte offset 0: the file ends inside the record: "
+     r"expected 5 data bytes and a 4-byte CRC, found 7 bytes"),
+    (None, 26, r"record 1 at byte offset 21: the file ends inside the record "
+     r"header \(5 of 12 bytes\)"),
+])
+def test_corruption_is_detected(tmp_path, position, truncate, message):
+    path = _corrupt(tmp_path, position, 0x40 if position is not None else None,
+                    truncate)
+    with pytest.raises(tfrecord.TFRecordError,
+                       match=r"Corrupt TFRecord file '.*bad\.tfr': " + message):
+        list(tfrecord.iter_records(path))
+
+
+def test_gzip_file_gets_a_hint(tmp_path):
+    path = tmp_path / "data.tfr.gz"
+    path.write_bytes(b"\x1f\x8b\x08\x00" + b"\x00" * 20)
+    with pytest.raises(tfrecord.TFRecordError, match="looks GZIP-compressed"):
+        list(tfrecord.iter_records(str(path)))
+
+
+def test_read_record_at_checks_the_record(tmp_path):
+    path = tmp_path / "hello.tfr"
+    path.write_bytes(TF_HELLO)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert tfrecord.read_record_at(fd, 0, 5, path="x", index=0) == b"hello"
+        assert tfrecord.read_record_at(fd, 21, 0, path="x", index=1) == b""
+        with pytest.raises(tfrecord.TFRecordError,
+                           match="record 0 at byte offset 0: data CRC mismatch"):
+            tfrecord.read_record_at(fd, 0, 4, path="x", index=0)
+        with pytest.raises(tfrecord.TFRecordError,
+                           match="record 1 at byte offset 21: the file is "
+                           "shorter than when it was first read"):
+            tfrecord.read_record_at(fd, 21, 9, path="x", index=1)
+    finally:
+        os.close(fd)
+
+
+def test_writer_is_atomic(tmp_path):
+    path = tmp_path / "out.tfr"
+    path.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with tfrecord.TFRecordWriter(path) as writer:
+            writer.write(b"new")
+            raise RuntimeError("boom")
+    assert path.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["out.tfr"]  # no temporary file left
+
+
+def test_example_is_wire_compatible_with_tensorflow():
+    parsed = example_proto.Example.FromString(TF_EXAMPLE)
+    assert example_proto.example_to_dict(parsed) == {
+        "embedding": [0.5, -1.0], "id": [b"A"], "label": [2]}
+    built = example_proto.make_example(
+        {"embedding": [0.5, -1.0], "id": ["A"], "label": [2]})
+    assert built.SerializeToString(deterministic=True) == TF_EXAMPLE
+    assert example_proto.Example.DESCRIPTOR.full_name == "tensorflow.Example"
+
+
+def test_make_example_kinds_and_errors():
+    example = example_proto.make_example(
+        {"f": [1, 2.5], "i": [3], "b": [b"x", "y"], "e": []})
+    assert example_proto.example_to_dict(example) == {
+        "b": [b"x", b"y"], "e": [], "f": [1.0, 2.5], "i": [3]}
+    with pytest.raises(TypeError, match="Feature 'm' mixes bytes/str and "
+                       "numbers"):
+        example_proto.make_example({"m": [b"x", 1]})
+    with pytest.raises(TypeError, match="Feature 'z' has a value of type "
+                       "dict"):
+        example_proto.make_example({"z": [{}]})

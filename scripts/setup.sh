@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Creates .venv with the package, the three Keras backends (CPU builds) and the
+# test/example dependencies. Idempotent. Also builds .venv-nsl14 (NSL 1.4 on
+# TensorFlow 2.15.1, the baseline for agreement tests and benchmarks) unless
+# NSL14=0; that needs Python 3.10 or 3.11.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+PIP_FLAGS=(-q --disable-pip-version-check)
+
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+# torch 2.13.0 first: its CPU wheel; an unpinned torch would pull CUDA builds.
+.venv/bin/pip install "${PIP_FLAGS[@]}" "torch==2.13.0"
+.venv/bin/pip install "${PIP_FLAGS[@]}" -e ".[tensorflow-cpu,jax,torch,tools,dev]"
+
+if [ "${NSL14:-1}" = "1" ] && [ ! -x .venv-nsl14/bin/python ]; then
+    if "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] not in ((3, 10), (3, 11)))'; then
+        "$PYTHON" -m venv .venv-nsl14
+        .venv-nsl14/bin/pip install "${PIP_FLAGS[@]}" \
+            "tensorflow-cpu==2.15.1" "neural-structured-learning==1.4.0" \
+            || { echo "WARNING: could not install NSL 1.4; its comparisons will be skipped"; rm -rf .venv-nsl14; }
+    else
+        echo "WARNING: NSL 1.4 needs Python 3.10 or 3.11; its comparisons will be skipped"
+    fi
+fi
