@@ -10,7 +10,7 @@ if [ -x .venv-nsl14/bin/python ]; then
     export NSL14_PYTHON="$PWD/.venv-nsl14/bin/python"
 fi
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
-PYTEST=(.venv/bin/python -m pytest -q -p no:cacheprovider)
+PYTEST=(.venv/bin/python -m pytest -q -rs -p no:cacheprovider)
 
 echo "=== framework-free: configs and tools"
 "${PYTEST[@]}" neural_structured_learning/configs neural_structured_learning/tools

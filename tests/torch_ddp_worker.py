@@ -21,6 +21,7 @@ import torch.multiprocessing as mp  # noqa: E402
 import neural_structured_learning as nsl  # noqa: E402
 
 BATCH = 8
+RENDEZVOUS_FAILED = 75  # Exit status: gloo could not connect the processes.
 RNG = np.random.default_rng(0)
 X = RNG.random((BATCH, 6)).astype("float32")
 Y = (np.arange(BATCH) % 3).astype("int64")
@@ -42,9 +43,13 @@ def train_step(rank, world, rendezvous, output):
         # Loopback only: gloo otherwise binds the address the hostname resolves
         # to, which on some sandboxes is unreachable and hangs the handshake.
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-        dist.init_process_group("gloo", rank=rank, world_size=world,
-                                init_method=f"file://{rendezvous}",
-                                timeout=datetime.timedelta(seconds=120))
+        try:
+            dist.init_process_group("gloo", rank=rank, world_size=world,
+                                    init_method=f"file://{rendezvous}",
+                                    timeout=datetime.timedelta(seconds=120))
+        except Exception as error:  # The sandbox, not the code under test.
+            print(f"RENDEZVOUS FAILED: {error!r}", file=sys.stderr)
+            sys.exit(RENDEZVOUS_FAILED)
     model = build()
     ddp = (torch.nn.parallel.DistributedDataParallel(model) if world > 1
            else model)
@@ -75,4 +80,9 @@ if __name__ == "__main__":
     if world == 1:
         train_step(0, 1, rendezvous, output)
     else:
-        mp.spawn(train_step, args=(world, rendezvous, output), nprocs=world)
+        try:
+            mp.spawn(train_step, args=(world, rendezvous, output),
+                     nprocs=world)
+        except mp.ProcessExitedException as error:
+            sys.exit(RENDEZVOUS_FAILED if error.exit_code == RENDEZVOUS_FAILED
+                     else 1)
