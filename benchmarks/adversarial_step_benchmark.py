@@ -37,7 +37,12 @@ VARIANTS = {
     "pgd3": dict(multiplier=0.2, adv_step_size=0.1, adv_grad_norm="infinity",
                  pgd_iterations=3, pgd_epsilon=0.2),
     "vat": "vat",  # VirtualAdversarialRegularization, default config.
+    # FGSM without reusing the clean pass (`fuse_clean_pass=False`): one more
+    # backward pass per step; shows what the fused clean pass saves.
+    "fgsm_unfused": dict(multiplier=0.2, adv_step_size=0.2,
+                         adv_grad_norm="infinity"),
 }
+UNFUSED = {"fgsm_unfused"}
 
 
 def build(keras, name):
@@ -104,10 +109,14 @@ def worker(args):
                     base, label_keys=["label"])
                 data = ({"image": x, "label": y},)
             else:
+                if args.nsl14 and variant in UNFUSED:
+                    continue  # No such option in NSL 1.4.
+                extra = ({"fuse_clean_pass": False} if variant in UNFUSED
+                         else {})
                 model = nsl.keras.AdversarialRegularization(
                     base, label_keys=["label"],
                     adv_config=nsl.configs.make_adv_reg_config(
-                        **VARIANTS[variant]))
+                        **VARIANTS[variant]), **extra)
                 data = ({"image": x, "label": y},)
             model.compile(optimizer="adam", loss=loss, **compile_kwargs)
             timer = EpochTimer()

@@ -51,12 +51,15 @@ def split(x, y, labeled_per_class, validation, seed):
     return labeled, rest[:validation], rest[validation:]
 
 
-def build_mlp(units=(1200, 600, 300, 150)):
+def build_mlp(units=(1200, 600, 300, 150), batchnorm=True):
     layers = [keras.Input((784,), name="image")]
     for n in units:
-        layers += [keras.layers.Dense(n, use_bias=False),
-                   keras.layers.BatchNormalization(),
-                   keras.layers.Activation("relu")]
+        if batchnorm:
+            layers += [keras.layers.Dense(n, use_bias=False),
+                       keras.layers.BatchNormalization(),
+                       keras.layers.Activation("relu")]
+        else:
+            layers.append(keras.layers.Dense(n, activation="relu"))
     layers.append(keras.layers.Dense(10))
     return keras.Sequential(layers)
 
@@ -81,7 +84,7 @@ class ValidationHistory(keras.callbacks.Callback):
 def train(args, data, vat):
     x_train, y_train, labeled, validation, unlabeled = data
     keras.utils.set_random_seed(args.seed)
-    model = build_mlp()
+    model = build_mlp(batchnorm=args.batchnorm)
     batches = nsl.keras.LabeledUnlabeledBatches(
         x_train[labeled], y_train[labeled], x_train[unlabeled],
         labeled_batch_size=args.labeled_batch_size,
@@ -124,6 +127,9 @@ def main(argv=None):
     parser.add_argument("--unlabeled_batch_size", type=int, default=128)
     parser.add_argument("--learning_rate", type=float, default=2e-3)
     parser.add_argument("--eval_every", type=int, default=5)
+    parser.add_argument("--batchnorm", type=lambda s: s == "true",
+                        default=True, help="true/false: BatchNormalization "
+                        "after each hidden Dense layer")
     parser.add_argument("--models", nargs="+", default=["plain", "vat"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output_dir", default="out/vat_mnist100")

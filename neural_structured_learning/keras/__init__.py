@@ -3,6 +3,7 @@
 from neural_structured_learning.keras import layers
 from neural_structured_learning.keras.adversarial_regularization import adversarial_loss
 from neural_structured_learning.keras.adversarial_regularization import AdversarialRegularization
+from neural_structured_learning.keras.virtual_adversarial_regularization import default_vat_config
 from neural_structured_learning.keras.virtual_adversarial_regularization import LabeledUnlabeledBatches
 from neural_structured_learning.keras.virtual_adversarial_regularization import VirtualAdversarialRegularization
 from neural_structured_learning.keras.graph_regularization import GraphRegularization
@@ -16,6 +17,7 @@ __all__ = [
     "GraphRegularization",
     "NeighborBatchDataset",
     "adversarial_loss",
+    "default_vat_config",
     "layers",
     "make_neighbor_batch_tf_dataset",
 ]

@@ -220,7 +220,9 @@ class TestErrors:
 
 
 def test_default_config_is_usable():
+    assert nsl.keras.default_vat_config is vat_lib.default_vat_config
     config = vat_lib.default_vat_config()
+    assert config.adv_neighbor_config.adv_step_size == 1.0
     assert config.distance_config.distance_type == "kl_divergence"
     assert config.approx_difference == 1e-3
 

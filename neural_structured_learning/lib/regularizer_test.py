@@ -71,3 +71,27 @@ def test_vat_on_a_dict_is_joint():
         vat_config(step=0.5, num_approx_steps=1, approx_difference=0.1),
         seed=3)
     assert_allclose(loss, 0.25, rtol=1e-5)  # ||0.5 d||^2 over all 3 dims.
+
+
+def test_vat_direction_has_unit_norm_even_when_gradients_are_tiny():
+    # A nearly flat embedding (slope 1e-9) gives power-iteration gradients
+    # of about 1e-21, far below the 1e-6 floor of a plain normalisation;
+    # the direction must still have unit norm per example (so the
+    # perturbation has norm adv_step_size), pointing along the slope.
+    slope = np.array([[3.], [4.]], "float32") * 1e-9
+    x = ops.convert_to_tensor(np.zeros((2, 2), "float32"))
+    config = vat_config(step=0.5, approx_difference=1e-3,
+                        distance=configs.DistanceConfig(
+                            "l2", sum_over_axis=-1))
+    direction = regularizer.virtual_adv_direction(
+        x, lambda v: ops.matmul(v, ops.convert_to_tensor(slope)),
+        ops.zeros((2, 1)), config,
+        initial_direction=ops.convert_to_tensor(
+            np.array([[1., 0.], [0., 1.]], "float32")))
+    assert_allclose(ops.abs(direction), np.array([[.6, .8], [.6, .8]]),
+                    atol=1e-5)
+    # An all-zero gradient stays zero (no NaN).
+    zero = regularizer.virtual_adv_direction(
+        x, lambda v: ops.zeros((2, 1)) * ops.sum(v), ops.zeros((2, 1)),
+        config, seed=0)
+    assert_allclose(zero, np.zeros((2, 2)))
