@@ -332,6 +332,50 @@ class TestModelsWithState:
         assert adv.predict({"image": x}, verbose=0).shape == (16, 3)
 
 
+@pytest.mark.parametrize("jit", JIT_MODES)
+@pytest.mark.parametrize("regularizer", ["kernel", "activity"])
+def test_fused_clean_pass_equals_unfused(jit, regularizer):
+    # `fuse_clean_pass` takes the labeled loss's weight gradient from the
+    # backward pass that gives the input gradient; training must be the
+    # same as with a separate backward pass: weights, BatchNormalization
+    # statistics and losses, with a weight regularizer (fused) and an
+    # activity regularizer (fusion turned off automatically).
+    x = np.random.default_rng(0).random((16, 8, 8, 1)).astype("float32")
+    y = np.arange(16) % 3
+
+    def train(fuse):
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((8, 8, 1), name="image")
+        h = keras.layers.Conv2D(4, 3, activation="tanh")(inputs)
+        h = keras.layers.BatchNormalization()(h)
+        h = keras.layers.Flatten()(h)
+        reg = {f"{regularizer}_regularizer": keras.regularizers.L2(0.01)}
+        model = keras.Model(inputs, keras.layers.Dense(3, **reg)(h))
+        adv = nsl.keras.AdversarialRegularization(
+            model, label_keys=["y"], fuse_clean_pass=fuse,
+            adv_config=nsl.configs.make_adv_reg_config(
+                multiplier=0.5, adv_step_size=0.1))
+        adv.compile("adam", keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True), jit_compile=jit)
+        history = adv.fit({"image": x, "y": y}, batch_size=8, epochs=2,
+                          shuffle=False, verbose=0).history
+        return [to_numpy(v) for v in model.weights], history["loss"]
+
+    fused_weights, fused_loss = train(True)
+    plain_weights, plain_loss = train(False)
+    assert not np.allclose(fused_weights[0], train_initial_kernel(), atol=1e-3)
+    for a, b in zip(fused_weights, plain_weights):
+        assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert_allclose(fused_loss, plain_loss, rtol=1e-5)
+
+
+def train_initial_kernel():
+    keras.utils.set_random_seed(0)
+    conv = keras.layers.Conv2D(4, 3)
+    conv.build((None, 8, 8, 1))
+    return to_numpy(conv.kernel)
+
+
 def test_save_and_load_round_trip(tmp_path):
     model = linear_model()
     adv = wrap(model, metrics=["mae"], config=adv_config(
