@@ -87,7 +87,8 @@ class ValidationHistory(keras.callbacks.Callback):
 def train(args, data, vat):
     x_train, y_train, labeled, validation, unlabeled = data
     keras.utils.set_random_seed(args.seed)
-    model = build_mlp(batchnorm=args.batchnorm)
+    model = build_mlp(tuple(int(n) for n in args.units.split(",")),
+                      batchnorm=args.batchnorm)
     batches = nsl.keras.LabeledUnlabeledBatches(
         x_train[labeled], y_train[labeled], x_train[unlabeled],
         labeled_batch_size=args.labeled_batch_size,
@@ -130,6 +131,8 @@ def main(argv=None):
     parser.add_argument("--unlabeled_batch_size", type=int, default=128)
     parser.add_argument("--learning_rate", type=float, default=2e-3)
     parser.add_argument("--eval_every", type=int, default=5)
+    parser.add_argument("--units", default="1200,600,300,150",
+                        help="hidden layer sizes, comma-separated")
     parser.add_argument("--batchnorm", type=lambda s: s == "true",
                         default=False, help="true/false: BatchNormalization "
                         "after each hidden Dense layer")

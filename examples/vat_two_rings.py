@@ -56,7 +56,7 @@ def train(args, x_lab, y_lab, x_unlab, vat):
             num_approx_steps=1, approx_difference=args.xi)
         trained = nsl.keras.VirtualAdversarialRegularization(
             model, vat_config=config, multiplier=args.multiplier,
-            seed=args.seed)
+            entropy_weight=args.entropy_weight, seed=args.seed)
     else:
         # The plain model sees the same batches; unlabeled rows (label -1)
         # get weight 0, so it learns from the 16 labeled points only.
@@ -105,6 +105,8 @@ def main(argv=None):
                              "0.2 keeps perturbed points between them")
     parser.add_argument("--xi", type=float, default=1e-3)
     parser.add_argument("--multiplier", type=float, default=1.0)
+    parser.add_argument("--entropy_weight", type=float, default=0.0,
+                        help="weight of entropy minimisation (VAT + EntMin)")
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--unlabeled_batch_size", type=int, default=100)
     parser.add_argument("--learning_rate", type=float, default=1e-3)
