@@ -51,9 +51,15 @@ def test_vat_cosine_finds_the_worst_direction():
     config = vat_config(step=1.0, approx_difference=1.0, num_approx_steps=20,
                         distance=configs.DistanceConfig("cosine",
                                                         sum_over_axis=-1))
+    direction = regularizer.virtual_adv_direction(x, lambda v: v, x, config,
+                                                  seed=1)
+    # d -> -x (cosine with -x near 1), where the distance nears 1. At d = -x
+    # exactly, x + d = 0 and the cosine is rounding noise, so the value
+    # itself is checked only from below.
+    assert float(ops.sum(direction * -x)) > 0.99
     loss = regularizer.virtual_adv_regularizer(x, lambda v: v, config,
                                                seed=1)
-    assert_allclose(loss, 1.0, atol=2e-3)
+    assert 0.99 < float(loss) < 1.1
 
 
 def test_vat_without_power_iteration():
