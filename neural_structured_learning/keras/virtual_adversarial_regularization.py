@@ -42,9 +42,10 @@ def default_vat_config():
     `epsilon = 1.0`, both in the L2 norm over all features of an example.
     NSL 1.4's `VirtualAdvConfig()` defaults (squared L2 distance,
     `xi = 1e-6`, `epsilon = 0.001`) were made for embeddings: with float32
-    probabilities that `xi` gives a zero gradient (the KL underflows), so
-    the wrapper computes the KL from logits when it can, and uses a larger
-    `xi` (still 1e-3 of the typical input norm of unit-scaled data). Tune
+    probabilities that `xi` gives a zero or mostly-rounding-noise gradient
+    (a KL of order 1e-12), so the wrapper computes the KL from logits when
+    it can, and uses a larger `xi` (still small next to the norm of
+    unit-scaled inputs). Tune
     `epsilon` to the scale of your inputs (see docs/vat.md).
     """
     return configs.VirtualAdvConfig(
