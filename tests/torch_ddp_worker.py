@@ -71,12 +71,22 @@ def train_step(rank, world, rendezvous, output):
     if rank == 0:
         np.savez(output, *[w for w in model.get_weights()])
     if world > 1:
+        dist.barrier()
         dist.destroy_process_group()
+        # Leave without running destructors: freeing DDP's reducer (and with
+        # it the gloo process group) at interpreter exit can deadlock on the
+        # GIL in torch 2.13 (seen here: ~ProcessGroupGloo joining a worker
+        # thread that waits for the GIL). The work is done and saved.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 if __name__ == "__main__":
     world, output = int(sys.argv[1]), sys.argv[2]
     rendezvous = output + ".rendezvous"
+    if os.path.exists(rendezvous):  # A stale file would stall the handshake.
+        os.remove(rendezvous)
     if world == 1:
         train_step(0, 1, rendezvous, output)
     else:
@@ -86,3 +96,6 @@ if __name__ == "__main__":
         except mp.ProcessExitedException as error:
             sys.exit(RENDEZVOUS_FAILED if error.exit_code == RENDEZVOUS_FAILED
                      else 1)
+        finally:
+            if os.path.exists(rendezvous):
+                os.remove(rendezvous)
