@@ -101,7 +101,9 @@ def train(args, data, vat):
     wrapper = nsl.keras.VirtualAdversarialRegularization(
         model, vat_config=config,
         multiplier=args.multiplier if vat else 0.0,
-        entropy_weight=args.entropy_weight if vat else 0.0, seed=args.seed)
+        entropy_weight=args.entropy_weight if vat else 0.0, seed=args.seed,
+        perturbed_pass_training=(None if args.perturbed_pass_training ==
+                                 "same" else False))
     steps = args.epochs * len(batches)
     schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate,
                                                       steps)
@@ -136,6 +138,10 @@ def main(argv=None):
     parser.add_argument("--batchnorm", type=lambda s: s == "true",
                         default=False, help="true/false: BatchNormalization "
                         "after each hidden Dense layer")
+    parser.add_argument("--perturbed_pass_training", default="same",
+                        choices=["same", "false"],
+                        help="VAT's perturbed passes in the step's training "
+                        "mode (batch statistics) or in inference mode")
     parser.add_argument("--models", nargs="+", default=["plain", "vat"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output_dir", default="out/vat_mnist100")

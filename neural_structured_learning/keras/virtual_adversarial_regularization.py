@@ -90,6 +90,12 @@ class VirtualAdversarialRegularization(_wrapper.LabeledWrapper):
             from the compiled loss's `from_logits` (False for string
             losses).
         seed: seed of the random start of the power iteration.
+        perturbed_pass_training: training mode of the power-iteration and
+            perturbed passes. None (default): the step's own flag, i.e.
+            batch statistics in BatchNormalization and dropout on during
+            `fit`, as in Miyato et al.'s code. False: inference mode
+            (moving statistics, no dropout), which trained much better
+            with BatchNormalization on MNIST with 100 labels (docs/vat.md).
         **kwargs: passed to `keras.Model`.
     """
 
@@ -99,7 +105,8 @@ class VirtualAdversarialRegularization(_wrapper.LabeledWrapper):
                  label_keys=("label",), sample_weight_key=None,
                  label_mask_key=None, unlabeled_label=-1, entropy_weight=0.0,
                  from_logits=None, seed=None,
-                 base_with_labels_in_features=False, **kwargs):
+                 base_with_labels_in_features=False,
+                 perturbed_pass_training=None, **kwargs):
         kwargs.setdefault("name", "VirtualAdversarialRegularization")
         super().__init__(
             base_model, label_keys=label_keys,
@@ -128,6 +135,11 @@ class VirtualAdversarialRegularization(_wrapper.LabeledWrapper):
         self.unlabeled_label = unlabeled_label
         self.entropy_weight = float(entropy_weight)
         self.from_logits = from_logits
+        if perturbed_pass_training not in (None, True, False):
+            raise ValueError(
+                "`perturbed_pass_training` must be None, True or False. "
+                f"Received: {perturbed_pass_training!r}")
+        self.perturbed_pass_training = perturbed_pass_training
         self._scaled_vat_loss = keras.metrics.Mean(name="scaled_vat_loss")
         self._scaled_entropy = (keras.metrics.Mean(name="scaled_entropy")
                                 if self.entropy_weight > 0 else None)
@@ -141,7 +153,8 @@ class VirtualAdversarialRegularization(_wrapper.LabeledWrapper):
                       label_mask_key=self.label_mask_key,
                       unlabeled_label=self.unlabeled_label,
                       entropy_weight=self.entropy_weight,
-                      from_logits=self.from_logits)
+                      from_logits=self.from_logits,
+                      perturbed_pass_training=self.perturbed_pass_training)
         return config
 
     @classmethod
@@ -213,8 +226,11 @@ class VirtualAdversarialRegularization(_wrapper.LabeledWrapper):
                                      total.dtype)
         from_logits = self._from_logits()
         if self.multiplier > 0:
+            perturbed_training = (training if self.perturbed_pass_training
+                                  is None else self.perturbed_pass_training)
             scaled = self.multiplier * self.vat_loss(
-                features, y_pred, training=training, from_logits=from_logits)
+                features, y_pred, training=perturbed_training,
+                from_logits=from_logits)
             self._scaled_vat_loss.update_state(scaled)
             total = total + ops.cast(_distribution.scale(scaled), total.dtype)
         if self.entropy_weight > 0:

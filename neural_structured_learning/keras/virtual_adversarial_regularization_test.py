@@ -150,12 +150,14 @@ class TestTraining:
         assert history["loss"][-1] < history["loss"][0]
 
     def test_save_and_load(self, tmp_path):
-        vat = wrap(entropy_weight=0.5, label_mask_key="m")
+        vat = wrap(entropy_weight=0.5, label_mask_key="m",
+                   perturbed_pass_training=False)
         path = os.path.join(tmp_path, "vat.keras")
         vat.save(path)
         loaded = keras.saving.load_model(path)
         assert loaded.vat_config == vat.vat_config
-        assert (loaded.entropy_weight, loaded.label_mask_key) == (0.5, "m")
+        assert (loaded.entropy_weight, loaded.label_mask_key,
+                loaded.perturbed_pass_training) == (0.5, "m", False)
         assert_allclose(loaded.predict(X, verbose=0), X @ W, rtol=1e-6)
 
 
@@ -238,3 +240,24 @@ def test_only_the_clean_pass_updates_batchnorm_statistics():
     # Momentum 0: the moving mean is the batch mean of the last pass that
     # updated it, here the clean pass (before the weight update).
     assert_allclose(norm.moving_mean, (X @ kernel + bias).mean(0), rtol=1e-5)
+
+
+@pytest.mark.parametrize("option,expected", [(None, True), (False, False),
+                                             (True, True)])
+def test_perturbed_pass_training_mode(option, expected):
+    # The power-iteration and perturbed passes run in the step's training
+    # mode by default, in inference mode (BatchNormalization's moving
+    # statistics) with perturbed_pass_training=False.
+    vat = wrap(perturbed_pass_training=option)
+    seen = []
+    original = vat.vat_loss
+
+    def spy(features, predictions, training=False, **kwargs):
+        seen.append(training)
+        return original(features, predictions, training=training, **kwargs)
+
+    vat.vat_loss = spy
+    vat.fit({"x": X, "label": np.zeros(4, "int32")}, batch_size=4, verbose=0)
+    assert seen and set(seen) == {expected}
+    with pytest.raises(ValueError, match="`perturbed_pass_training` must be"):
+        wrap(perturbed_pass_training="yes")
