@@ -31,16 +31,16 @@ import numpy as np
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
                         "examples")
+FGSM = dict(multiplier=0.2, adv_step_size=0.2, adv_grad_norm="infinity")
 VARIANTS = {
     "base": None,
-    "fgsm": dict(multiplier=0.2, adv_step_size=0.2, adv_grad_norm="infinity"),
+    "fgsm": FGSM,
     "pgd3": dict(multiplier=0.2, adv_step_size=0.1, adv_grad_norm="infinity",
                  pgd_iterations=3, pgd_epsilon=0.2),
     "vat": "vat",  # VirtualAdversarialRegularization, default config.
     # FGSM without reusing the clean pass (`fuse_clean_pass=False`): one more
     # backward pass per step; shows what the fused clean pass saves.
-    "fgsm_unfused": dict(multiplier=0.2, adv_step_size=0.2,
-                         adv_grad_norm="infinity"),
+    "fgsm_unfused": FGSM,
 }
 UNFUSED = {"fgsm_unfused"}
 

@@ -56,20 +56,23 @@ def _normalize_jointly(tensors, norm_type):
     An all-zero example stays zero.
     """
     norm_type = utils._to_norm_type(norm_type)
+
+    def divide(ts, size):
+        return [t / ops.cast(utils._expand_to_rank(size, len(t.shape)), t.dtype)
+                for t in ts]
+
     peak = utils._reduce_across(ops.max, [ops.abs(t) for t in tensors])
-    peak = ops.where(peak > 0, peak, ops.ones_like(peak))
-    tensors = [t / ops.cast(utils._expand_to_rank(peak, len(t.shape)), t.dtype)
-               for t in tensors]
+    tensors = divide(tensors, ops.where(peak > 0, peak, ops.ones_like(peak)))
     if norm_type == "infinity":
-        size = utils._reduce_across(ops.max, [ops.abs(t) for t in tensors])
-    elif norm_type == "l1":
+        return tensors  # Already unit max-norm; all-zero examples stay zero.
+    if norm_type == "l1":
         size = utils._reduce_across(ops.sum, [ops.abs(t) for t in tensors])
     else:
         size = ops.sqrt(utils._reduce_across(
             ops.sum, [ops.square(t) for t in tensors]))
-    size = ops.maximum(size, 1e-6)
-    return [t / ops.cast(utils._expand_to_rank(size, len(t.shape)), t.dtype)
-            for t in tensors]
+    # A non-zero example now has norm >= 1; the floor only keeps all-zero
+    # examples at zero.
+    return divide(tensors, ops.maximum(size, 1e-6))
 
 
 def virtual_adv_direction(inputs, embedding_fn, embedding, config,
