@@ -54,7 +54,7 @@ def build(keras, name):
     if keras.__name__ == "keras":  # The tutorial's CNN, as in the example.
         sys.path.insert(0, EXAMPLES)
         from adversarial_mnist import build_cnn
-        return build_cnn((28, 28, 1))
+        return build_cnn((28, 28, 1), output="logits")
     # NSL 1.4 runs tf.keras (Keras 2): the same CNN, in its API.
     inputs = keras.Input((28, 28, 1), name="image")
     h = keras.layers.Conv2D(32, 3, activation="relu")(inputs)

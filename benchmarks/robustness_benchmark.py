@@ -125,7 +125,7 @@ def build_cnn():
         sys.path.insert(0, EXAMPLES)
     # pylint: disable-next=import-outside-toplevel,import-error
     from adversarial_mnist import build_cnn as example_cnn
-    return example_cnn((28, 28, 1))
+    return example_cnn((28, 28, 1), output="logits")
 
 
 def _paths(args, dataset, name):

@@ -62,8 +62,12 @@ def load_data(dataset, data_dir):
             y_test.astype("int32"), dataset)
 
 
-def build_cnn(input_shape, num_classes=10):
-    """The NSL tutorial's CNN, returning logits; its input is named 'image'."""
+def build_cnn(input_shape, num_classes=10, output="softmax"):
+    """The NSL tutorial's CNN; its input is named 'image'.
+
+    As in the tutorial, the last layer is a softmax (`output='softmax'`,
+    trained with `from_logits=False`); `output='logits'` leaves it linear.
+    """
     inputs = keras.Input(input_shape, name="image")
     h = keras.layers.Conv2D(32, 3, activation="relu")(inputs)
     h = keras.layers.MaxPooling2D(2)(h)
@@ -72,7 +76,9 @@ def build_cnn(input_shape, num_classes=10):
     h = keras.layers.Conv2D(64, 3, activation="relu")(h)
     h = keras.layers.Flatten()(h)
     h = keras.layers.Dense(64, activation="relu")(h)
-    return keras.Model(inputs, keras.layers.Dense(num_classes)(h))
+    activation = "softmax" if output == "softmax" else None
+    return keras.Model(inputs, keras.layers.Dense(
+        num_classes, activation=activation)(h))
 
 
 def distribution_scope(kind):
@@ -107,11 +113,17 @@ def distribution_scope(kind):
                      "see docs/distributed.md for PyTorch.")
 
 
-def compile_args():
+def compile_args(output="softmax"):
     return dict(optimizer="adam",
                 loss=keras.losses.SparseCategoricalCrossentropy(
-                    from_logits=True),
+                    from_logits=output == "logits"),
                 metrics=["accuracy"])
+
+
+def results_path(output_dir, dataset, backend, output, seed):
+    """Where a run writes its JSON results."""
+    return os.path.join(output_dir,
+                        f"results_{dataset}_{backend}_{output}_seed{seed}.json")
 
 
 def fgsm(model, images, labels, eps, batch_size=500):
@@ -164,6 +176,11 @@ def main(argv=None):
     parser.add_argument("--max_train", type=int, default=None,
                         help="use only the first N training examples")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", default="softmax",
+                        choices=["softmax", "logits"],
+                        help="last layer: softmax with from_logits=False "
+                             "(the tutorial's model, default) or linear "
+                             "with from_logits=True")
     parser.add_argument("--output_dir", default="out/adversarial_mnist")
     parser.add_argument("--verbose", type=int, default=2)
     parser.add_argument("--distribute", default="none",
@@ -189,8 +206,8 @@ def main(argv=None):
         keep = len(x_train) // args.batch_size * args.batch_size
         x_train, y_train = x_train[:keep], y_train[:keep]
     with scope():
-        base = build_cnn(x_train.shape[1:])
-        base.compile(**compile_args())
+        base = build_cnn(x_train.shape[1:], output=args.output)
+        base.compile(**compile_args(args.output))
     start = time.time()
     base.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs,
              verbose=args.verbose)
@@ -201,14 +218,23 @@ def main(argv=None):
         adv_grad_norm="infinity")
     with scope():
         adv_model = nsl.keras.AdversarialRegularization(
-            build_cnn(x_train.shape[1:]), label_keys=["label"],
-            adv_config=adv_config)
-        adv_model.compile(**compile_args())
+            build_cnn(x_train.shape[1:], output=args.output),
+            label_keys=["label"], adv_config=adv_config)
+        adv_model.compile(**compile_args(args.output))
     start = time.time()
-    adv_model.fit({"image": x_train, "label": y_train},
+    history = adv_model.fit({"image": x_train, "label": y_train},
                   batch_size=args.batch_size, epochs=args.epochs,
                   verbose=args.verbose)
     timings["adversarial"] = time.time() - start
+    # The regularizer's effect, last epoch: a zero adversarial step would
+    # make the scaled adversarial loss equal multiplier * labeled loss.
+    last = {k: v[-1] for k, v in history.history.items()}
+    effect = {"scaled_adversarial_loss": last["scaled_adversarial_loss"],
+              "multiplier_x_labeled_loss": args.multiplier * last[
+                  "sparse_categorical_crossentropy"]}
+    print("last epoch: scaled_adversarial_loss "
+          f"{effect['scaled_adversarial_loss']:.4f} vs multiplier x labeled "
+          f"loss {effect['multiplier_x_labeled_loss']:.4f}")
     regularized = adv_model.base_model
 
     models = {"base": base, "adversarial": regularized}
@@ -239,10 +265,11 @@ def main(argv=None):
     plot_grid(png, attacks["base"], y_test, predictions,
               f"FGSM (L-inf, eps={args.eps}) against the base model; "
               "red: base model wrong")
-    with open(os.path.join(args.output_dir, f"results_{dataset}_"
-                           f"{keras.config.backend()}.json"), "w") as f:
+    with open(results_path(args.output_dir, dataset, keras.config.backend(),
+                           args.output, args.seed), "w") as f:
         json.dump({"args": vars(args), "backend": keras.config.backend(),
-                   "dataset": dataset, "rows": rows}, f, indent=2)
+                   "dataset": dataset, "rows": rows,
+                   "regularizer_effect": effect}, f, indent=2)
     print(f"\nWrote {png}")
     return rows
 

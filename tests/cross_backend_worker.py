@@ -38,6 +38,14 @@ def mlp():
         keras.layers.Dense(16, activation="relu"), keras.layers.Dense(4)])
 
 
+def mlp_softmax():
+    # The NSL tutorial's form: softmax output, loss with from_logits=False.
+    return keras.Sequential([
+        keras.Input((8, 8, 1), name="x"), keras.layers.Flatten(),
+        keras.layers.Dense(16, activation="relu"),
+        keras.layers.Dense(4, activation="softmax")])
+
+
 def cnn():
     inputs = keras.Input((8, 8, 1), name="x")
     h = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
@@ -76,11 +84,13 @@ CONFIGS = {
     "pgd_l2": dict(multiplier=0.5, adv_step_size=0.1, adv_grad_norm="l2",
                    pgd_iterations=3, pgd_epsilon=0.2),
 }
-MODELS = {"mlp": mlp, "cnn": cnn, "bn_mlp": bn_mlp}
+MODELS = {"mlp": mlp, "mlp_softmax": mlp_softmax, "cnn": cnn,
+          "bn_mlp": bn_mlp}
 
 
-def loss_object():
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+def loss_object(model_name="mlp"):
+    return keras.losses.SparseCategoricalCrossentropy(
+        from_logits=model_name != "mlp_softmax")
 
 
 def run(model_name, config_name):
@@ -91,13 +101,13 @@ def run(model_name, config_name):
         model = with_fixed_weights(MODELS[model_name])
         as_tensor = tf.constant if args.nsl14 else keras.ops.convert_to_tensor
         results["adversarial_loss"] = nsl.keras.adversarial_loss(
-            {"x": as_tensor(IMAGES)}, as_tensor(LABELS), model, loss_object(),
-            adv_config=config)
+            {"x": as_tensor(IMAGES)}, as_tensor(LABELS), model,
+            loss_object(model_name), adv_config=config)
     model = with_fixed_weights(MODELS[model_name])
     adv_model = nsl.keras.AdversarialRegularization(
         model, label_keys=["label"], adv_config=config)
     adv_model.compile(optimizer=keras.optimizers.SGD(0.1),
-                      loss=loss_object())
+                      loss=loss_object(model_name))
     results["neighbor"] = adv_model.perturb_on_batch(data)["x"]
     evaluation = adv_model.evaluate(data, batch_size=BATCH, verbose=0,
                                     return_dict=True)

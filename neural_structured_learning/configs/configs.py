@@ -16,7 +16,12 @@ defaults and factory functions. Differences, each deliberate:
 * Invalid values fail at construction with a message naming the field:
   negative multipliers or step sizes, `pgd_iterations > 1` without
   `pgd_epsilon` (1.4 silently took unprojected steps), a non-positive
-  `approx_difference`, unknown norm or distance names.
+  `approx_difference`, unknown norm or distance names; non-numbers (e.g.
+  strings) and NaN in numeric fields, an infinite `adv_step_size` or
+  `multiplier`, `feature_mask` or clip bounds that are not numbers, arrays
+  or a dict/list of them (or mask values outside [0, 1]),
+  `clip_value_min > clip_value_max` (as scalars, or for a dict/list key
+  where both are given), a `sum_over_axis` that is not None or an int.
 * `IntegrationConfig.activation_fn` defaults to the string `'tanh'` (1.4 used
   `tf.nn.tanh`; the field is unused in both).
 * Every config has `get_config()` / `from_config()` for JSON serialisation,
@@ -141,20 +146,76 @@ def _validate_reduction(value):
 # Validators shared by the config classes.
 
 
-def _non_negative(instance, attribute, value):
-    del instance
-    if value is not None and not value >= 0:
+def _known_values(value):
+    """`value` as a NumPy array when it is a number or a concrete array or
+    tensor; None when its values are unknown (a symbolic tensor); raises
+    TypeError for anything else (strings, objects)."""
+    if isinstance(value, (str, bytes)):
+        raise TypeError
+    if isinstance(value, numbers.Number):
+        if isinstance(value, numbers.Complex) and not isinstance(
+                value, numbers.Real):
+            raise TypeError
+        return np.asarray(value)
+    if isinstance(value, (list, tuple)) or (
+            hasattr(value, "shape") and hasattr(value, "dtype")):
+        try:
+            array = np.asarray(value)
+        except Exception:  # pylint: disable=broad-except
+            if isinstance(value, (list, tuple)):
+                raise TypeError from None
+            return None  # E.g. a symbolic tensor: checked when used.
+        if array.dtype.kind not in "biuf":
+            raise TypeError
+        return array
+    raise TypeError
+
+
+def _number(name, value, *, minimum=None, strict=False, finite=False,
+            allow_none=False):
+    """Checks a real number (or a tensor of them) and returns it.
+
+    Raises ValueError naming the field when `value` is not a number, is
+    NaN, is infinite (`finite`), or is below `minimum` (or equal to it with
+    `strict`).
+    """
+    if value is None and allow_none:
+        return value
+    bound = ""
+    if minimum is not None:
+        bound = f" {'>' if strict else '>='} {minimum}"
+    what = f"a {'finite ' if finite else ''}number{bound}"
+    if allow_none:
+        what += " (or None)"
+    try:
+        values = _known_values(value)
+    except TypeError:
+        values = None
+        ok = False
+    else:
+        ok = True
+        if values is not None and values.dtype.kind == "f":
+            ok = not np.isnan(values).any() and (
+                not finite or np.isfinite(values).all())
+    if not ok:
         raise ValueError(
-            f"`{attribute.name}` must be >= 0. Received: "
-            f"{attribute.name}={value!r}")
+            f"`{name}` must be {what}. Received: {name}={value!r}")
+    if values is not None and minimum is not None and not (
+            np.all(values > minimum) if strict else np.all(values >= minimum)):
+        none = " (or None)" if allow_none else ""
+        raise ValueError(
+            f"`{name}` must be{bound}{none}. Received: {name}={value!r}")
+    return value
+
+
+def _non_negative_finite(instance, attribute, value):
+    del instance
+    _number(attribute.name, value, minimum=0, finite=True)
 
 
 def _positive_or_none(instance, attribute, value):
     del instance
-    if value is not None and not value > 0:
-        raise ValueError(
-            f"`{attribute.name}` must be > 0 (or None). Received: "
-            f"{attribute.name}={value!r}")
+    _number(attribute.name, value, minimum=0, strict=True, allow_none=True)
 
 
 def _non_negative_int(instance, attribute, value):
@@ -164,6 +225,105 @@ def _non_negative_int(instance, attribute, value):
         raise ValueError(
             f"`{attribute.name}` must be an integer >= 0. Received: "
             f"{attribute.name}={value!r}")
+
+
+def _int_or_none(instance, attribute, value):
+    del instance
+    if value is not None and (isinstance(value, bool) or
+                              not isinstance(value, numbers.Integral)):
+        raise ValueError(
+            f"`{attribute.name}` must be None or an int (an axis). "
+            f"Received: {attribute.name}={value!r}")
+
+
+def _per_feature(name, value, check):
+    """Calls `check(label, leaf)` on `value`, or on each entry of a
+    dict/list of per-feature values (`None` entries mean "none")."""
+    if value is None:
+        return
+    if isinstance(value, dict):
+        for key, entry in value.items():
+            if entry is not None:
+                check(f"{name}[{key!r}]", entry)
+        return
+    if isinstance(value, (list, tuple)) and any(
+            v is None or isinstance(v, (list, tuple)) or hasattr(v, "shape")
+            for v in value):
+        # A per-feature list (entries may be None or arrays of any shape).
+        for i, entry in enumerate(value):
+            if entry is not None:
+                check(f"{name}[{i}]", entry)
+        return
+    check(name, value)
+
+
+def _constraint_values(name, value, *, kind, unit_interval=False):
+    """Checks one mask or clip bound; returns its known values or None."""
+    try:
+        values = _known_values(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"`{name}` must be None, a number or an array/tensor of numbers, "
+            f"or a dict (by feature name) or list (by position) of them "
+            f"({kind}). Received: {name}={value!r}") from None
+    if values is None:
+        return None
+    if values.dtype.kind == "f" and np.isnan(values).any():
+        raise ValueError(f"`{name}` must not be NaN. Received: {name}="
+                         f"{value!r}")
+    if unit_interval and ((values < 0).any() or (values > 1).any()):
+        raise ValueError(
+            f"`{name}` values must be in [0, 1] (0 means \"do not perturb\")"
+            f". Received: {name}={value!r}")
+    return values
+
+
+def _feature_mask(instance, attribute, value):
+    del instance
+    _per_feature(attribute.name, value, lambda n, v: _constraint_values(
+        n, v, kind="masks in [0, 1]", unit_interval=True))
+
+
+def _clip_value(instance, attribute, value):
+    del instance
+    _per_feature(attribute.name, value, lambda n, v: _constraint_values(
+        n, v, kind="bounds of the perturbed features"))
+
+
+def _entries(value):
+    """`{key: entry}` of a per-feature dict/list, or `{None: value}`."""
+    if isinstance(value, dict):
+        return {k: v for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)) and any(
+            v is None or isinstance(v, (list, tuple)) or hasattr(v, "shape")
+            for v in value):
+        return {i: v for i, v in enumerate(value) if v is not None}
+    return {None: value}
+
+
+def _check_clip_order(clip_min, clip_max):
+    """Raises when a lower clip bound exceeds the upper one it meets."""
+    if clip_min is None or clip_max is None:
+        return
+    mins, maxs = _entries(clip_min), _entries(clip_max)
+    if None in mins:  # A scalar/array bound applies to every feature.
+        mins = {k: mins[None] for k in maxs}
+    if None in maxs:
+        maxs = {k: maxs[None] for k in mins}
+    for key in [k for k in mins if k in maxs]:
+        low, high = _known_values(mins[key]), _known_values(maxs[key])
+        if low is None or high is None:
+            continue
+        try:
+            bad = bool(np.any(low > high))
+        except ValueError:  # Shapes that do not broadcast: checked in use.
+            continue
+        if bad:
+            where = "" if key is None else f" for feature {key!r}"
+            raise ValueError(
+                f"`clip_value_min` must be <= `clip_value_max`{where}. "
+                f"Received: clip_value_min={mins[key]!r}, "
+                f"clip_value_max={maxs[key]!r}")
 
 
 # ---------------------------------------------------------------------------
@@ -239,19 +399,20 @@ class AdvNeighborConfig(_ConfigMixin):
             gradient: 'zero' replaces them with 0 (1.4's behaviour), 'raise'
             raises an error. New in this version.
     """
-    feature_mask = attr.ib(default=None)
-    adv_step_size = attr.ib(default=0.001, validator=_non_negative)
+    feature_mask = attr.ib(default=None, validator=_feature_mask)
+    adv_step_size = attr.ib(default=0.001, validator=_non_negative_finite)
     adv_grad_norm = attr.ib(
         default=NormType.L2,
         converter=_enum_converter(NormType, "adv_grad_norm"))
-    clip_value_min = attr.ib(default=None)
-    clip_value_max = attr.ib(default=None)
+    clip_value_min = attr.ib(default=None, validator=_clip_value)
+    clip_value_max = attr.ib(default=None, validator=_clip_value)
     pgd_iterations = attr.ib(default=1, validator=_non_negative_int)
     pgd_epsilon = attr.ib(default=None, validator=_positive_or_none)
     random_init = attr.ib(default=False, converter=bool)
     nonfinite_gradient = attr.ib(default="zero")
 
     def __attrs_post_init__(self):
+        _check_clip_order(self.clip_value_min, self.clip_value_max)
         if self.pgd_iterations > 1 and self.pgd_epsilon is None:
             raise ValueError(
                 "`pgd_epsilon` must be set when `pgd_iterations > 1`: PGD "
@@ -275,7 +436,7 @@ class AdvRegConfig(_ConfigMixin):
         adv_neighbor_config: an `AdvNeighborConfig`.
     """
     _NESTED = {"adv_neighbor_config": AdvNeighborConfig}
-    multiplier = attr.ib(default=0.2, validator=_non_negative)
+    multiplier = attr.ib(default=0.2, validator=_non_negative_finite)
     adv_neighbor_config = attr.ib(factory=AdvNeighborConfig)
 
 
@@ -314,7 +475,7 @@ class DistanceConfig(_ConfigMixin):
         converter=_enum_converter(DistanceType, "distance_type"))
     reduction = attr.ib(default=Reduction.SUM_BY_NONZERO_WEIGHTS,
                         converter=_validate_reduction)
-    sum_over_axis = attr.ib(default=None)
+    sum_over_axis = attr.ib(default=None, validator=_int_or_none)
     transform_fn = attr.ib(
         default=TransformType.NONE,
         converter=_enum_converter(TransformType, "transform_fn"))
@@ -330,9 +491,12 @@ class DecayConfig(_ConfigMixin):
         min_value: lower bound of the decayed value.
         decay_type: a `DecayType`.
     """
-    decay_steps = attr.ib()
-    decay_rate = attr.ib(default=0.96)
-    min_value = attr.ib(default=0.0)
+    decay_steps = attr.ib(validator=lambda _, a, v: _number(
+        a.name, v, minimum=0, strict=True, finite=True))
+    decay_rate = attr.ib(default=0.96, validator=lambda _, a, v: _number(
+        a.name, v, finite=True))
+    min_value = attr.ib(default=0.0, validator=lambda _, a, v: _number(
+        a.name, v, finite=True))
     decay_type = attr.ib(
         default=DecayType.EXPONENTIAL_DECAY,
         converter=_enum_converter(DecayType, "decay_type"))
@@ -372,6 +536,7 @@ class VirtualAdvConfig(_ConfigMixin):
     approx_difference = attr.ib(default=1e-6)
 
     def __attrs_post_init__(self):
+        _number("approx_difference", self.approx_difference, finite=True)
         if not self.approx_difference > 0:
             raise ValueError(
                 "`approx_difference` (the finite-difference step xi) must be "
@@ -429,7 +594,7 @@ class GraphRegConfig(_ConfigMixin):
     _NESTED = {"neighbor_config": GraphNeighborConfig,
                "distance_config": DistanceConfig}
     neighbor_config = attr.ib(factory=GraphNeighborConfig)
-    multiplier = attr.ib(default=0.01, validator=_non_negative)
+    multiplier = attr.ib(default=0.01, validator=_non_negative_finite)
     distance_config = attr.ib(factory=DistanceConfig)
 
 

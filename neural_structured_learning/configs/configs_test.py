@@ -178,3 +178,99 @@ def test_other_configs_reject_bad_values():
     with pytest.raises(ValueError, match=r"`max_neighbors` must be an "
                                          r"integer >= 0"):
         configs.GraphNeighborConfig(max_neighbors=-1)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(adv_step_size=float("inf")),
+     r"`adv_step_size` must be a finite number >= 0\. Received: "
+     r"adv_step_size=inf"),
+    (dict(adv_step_size=float("nan")),
+     r"`adv_step_size` must be a finite number >= 0\. Received: "
+     r"adv_step_size=nan"),
+    (dict(adv_step_size="0.1"),
+     r"`adv_step_size` must be a finite number >= 0\. Received: "
+     r"adv_step_size='0.1'"),
+    (dict(multiplier=float("inf")), r"`multiplier` must be a finite number"),
+    (dict(multiplier="x"), r"`multiplier` must be a finite number"),
+    (dict(pgd_epsilon=float("nan"), pgd_iterations=2),
+     r"`pgd_epsilon` must be a number > 0 \(or None\)\. Received: "
+     r"pgd_epsilon=nan"),
+    (dict(pgd_epsilon="big"), r"`pgd_epsilon` must be a number > 0"),
+    (dict(pgd_iterations=True), r"`pgd_iterations` must be an integer"),
+    (dict(feature_mask="abc"),
+     r"`feature_mask` must be None, a number or an array/tensor of numbers, "
+     r"or a dict \(by feature name\) or list \(by position\) of them \(masks "
+     r"in \[0, 1\]\)\. Received: feature_mask='abc'"),
+    (dict(feature_mask={"a": "abc"}),
+     r"`feature_mask\['a'\]` must be None, a number or an array"),
+    (dict(feature_mask=[None, "abc"]), r"`feature_mask\[1\]` must be None"),
+    (dict(feature_mask=1.5), r"`feature_mask` values must be in \[0, 1\]"),
+    (dict(feature_mask=float("nan")), r"`feature_mask` must not be NaN"),
+    (dict(clip_value_min="0"), r"`clip_value_min` must be None, a number"),
+    (dict(clip_value_max={"x": object()}),
+     r"`clip_value_max\['x'\]` must be None, a number"),
+    (dict(clip_value_min=1.0, clip_value_max=0.0),
+     r"`clip_value_min` must be <= `clip_value_max`\. Received: "
+     r"clip_value_min=1.0, clip_value_max=0.0"),
+    (dict(clip_value_min={"a": 0.0, "b": 2.0},
+          clip_value_max={"a": 1.0, "b": 1.0}),
+     r"`clip_value_min` must be <= `clip_value_max` for feature 'b'\. "
+     r"Received: clip_value_min=2.0, clip_value_max=1.0"),
+    (dict(clip_value_min=[0.0, 5.0], clip_value_max=[1.0, 1.0]),
+     r"`clip_value_min` must be <= `clip_value_max`\. Received: "
+     r"clip_value_min=\[0.0, 5.0\]"),
+    (dict(clip_value_min=[None, 5.0], clip_value_max=[None, 1.0]),
+     r"`clip_value_min` must be <= `clip_value_max` for feature 1"),
+    (dict(clip_value_min=2.0, clip_value_max={"a": 1.0}),
+     r"`clip_value_min` must be <= `clip_value_max` for feature 'a'"),
+])
+def test_adv_config_rejects_bad_values_naming_the_field(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        configs.make_adv_reg_config(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(),
+    dict(feature_mask={}, clip_value_min={"a": None, "b": 0.0},
+         clip_value_max={"b": 1.0, "c": -1.0}),
+    dict(feature_mask=[1.0, 0.0], clip_value_min=[0.0, -1.0],
+         clip_value_max=[1.0, 1.0]),
+    dict(feature_mask=[None, [1.0, 0.0]]),
+    dict(feature_mask=0, adv_step_size=0, pgd_iterations=0,
+         pgd_epsilon=float("inf")),
+    dict(clip_value_min=0.0, clip_value_max=0.0),
+])
+def test_adv_config_accepts_what_1_4_accepts(kwargs):
+    configs.make_adv_reg_config(**kwargs)
+
+
+def test_array_bounds_are_checked_elementwise():
+    np = pytest.importorskip("numpy")
+    configs.AdvNeighborConfig(clip_value_min=np.zeros(2),
+                              clip_value_max=np.array([0.0, 1.0]))
+    with pytest.raises(ValueError, match="`clip_value_min` must be <="):
+        configs.AdvNeighborConfig(clip_value_min=np.array([0.0, 2.0]),
+                                  clip_value_max=np.ones(2))
+    with pytest.raises(ValueError, match=r"`feature_mask` values must be"):
+        configs.AdvNeighborConfig(feature_mask=np.array([-0.5, 1.0]))
+
+
+def test_distance_and_other_configs_reject_bad_values():
+    with pytest.raises(ValueError, match=r"`sum_over_axis` must be None or "
+                                         r"an int \(an axis\)\. Received: "
+                                         r"sum_over_axis='x'"):
+        configs.DistanceConfig(sum_over_axis="x")
+    with pytest.raises(ValueError, match=r"`sum_over_axis` must be None"):
+        configs.make_graph_reg_config(sum_over_axis=1.0)
+    configs.DistanceConfig(sum_over_axis=-1)
+    with pytest.raises(ValueError, match=r"`approx_difference` must be a "
+                                         r"finite number\. Received: "
+                                         r"approx_difference='1e-6'"):
+        configs.VirtualAdvConfig(approx_difference="1e-6")
+    with pytest.raises(ValueError, match=r"`decay_steps` must be > 0\. "
+                                         r"Received: decay_steps=0"):
+        configs.DecayConfig(decay_steps=0)
+    with pytest.raises(ValueError, match=r"`decay_rate` must be a finite "
+                                         r"number"):
+        configs.DecayConfig(decay_steps=10, decay_rate=float("nan"))
+    configs.DecayConfig(10, 0.5, 0.1)

@@ -13,12 +13,15 @@
 Subclasses add a regularization term in `compute_loss`.
 """
 
+import contextlib
+
 import keras
 from keras import ops
 from keras import tree
 
 from neural_structured_learning.keras import _base_model
 from neural_structured_learning.keras import _distribution
+from neural_structured_learning.lib import adversarial_neighbor
 
 
 # ---------------------------------------------------------------------------
@@ -115,6 +118,29 @@ class _LossMetric(keras.metrics.Mean):
         return super().update_state(value, sample_weight=weight)
 
 
+class _IgnoringSampleWeight(keras.metrics.Metric):
+    """A metric that ignores the sample weights Keras hands it.
+
+    The wrapper passes all its metrics to Keras as `weighted_metrics`, so
+    that Keras reports them in NSL 1.4's order (each output's labeled loss,
+    then its metrics); this restores the plain (unweighted) `metrics`.
+    """
+
+    def __init__(self, metric):
+        super().__init__(name=metric.name, dtype=metric.dtype)
+        self.metric = metric
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        del sample_weight
+        return self.metric.update_state(y_true, y_pred)
+
+    def result(self):
+        return self.metric.result()
+
+    def reset_state(self):
+        self.metric.reset_state()
+
+
 class _State:
     """Plain per-model state kept out of Keras's attribute tracking."""
 
@@ -122,6 +148,7 @@ class _State:
         self.losses = None  # [(name, keras.losses.Loss, weight)] per output.
         self.clean_pass = None  # Set by call(), used by compute_loss().
         self.compile_args = None
+        self.metric_names = []  # Compiled metrics, in Keras's result order.
 
 
 class _Namer:
@@ -137,6 +164,52 @@ class _Namer:
         self.seen[name] = count
         return name if count == 1 else f"{name}_{count}"
 
+
+
+def metrics_names(model, compiled_names=None):
+    """`model.metrics` names with the compiled metrics' container expanded.
+
+    Keras 3 lists the compiled metrics under one name, `compile_metrics`,
+    while `evaluate()` returns one value per compiled metric, in the order
+    of the container's `metrics`. `compiled_names` (known at compile time)
+    stands for them before the container is built.
+    """
+    names = []
+    for metric in model.metrics:
+        # Keras's container of the compiled metrics (pinned by
+        # `test_metrics_names_match_evaluate`).
+        if metric.name == "compile_metrics":
+            built = [m.name for m in metric.metrics]
+            names.extend(built or compiled_names or [])
+        else:
+            names.append(metric.name)
+    return names
+
+
+@contextlib.contextmanager
+def nonfinite_gradient_errors_first():
+    """Re-raises a runtime check's failure with its message first.
+
+    `nonfinite_gradient='raise'` checks inside the compiled step, so
+    TensorFlow reports it as an `InvalidArgumentError` whose message opens
+    with "Graph execution error" and a stack of node locations, and JAX as
+    a `JaxRuntimeError` from a callback. This raises `FloatingPointError`
+    with the library's message as its first line instead (the backend's
+    error type and last line follow it).
+    """
+    try:
+        yield
+    except FloatingPointError:
+        raise
+    except Exception as error:  # pylint: disable=broad-except
+        text = str(error)
+        marker = adversarial_neighbor.NONFINITE_GRADIENT_MESSAGE
+        if marker not in text:
+            raise
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        raise FloatingPointError(
+            f"{marker}\n(raised inside the compiled step as "
+            f"{type(error).__name__}: {last.strip()})") from None
 
 
 # ---------------------------------------------------------------------------
@@ -256,9 +329,11 @@ class LabeledWrapper(keras.Model):
             for i, (obj, w) in enumerate(zip(loss_objects, weights))]
 
         # Per output: the labeled loss (with sample weights, as 1.4), the
-        # metrics (unweighted, as Keras) and the weighted metrics. Wrappers
-        # that train on labeled rows only weight every metric by the mask.
-        unweighted, weighted = [], []
+        # metrics (unweighted, as Keras) and the weighted metrics, all handed
+        # to Keras as weighted metrics so that they are reported in this
+        # order (NSL 1.4's). Wrappers that train on labeled rows only weight
+        # every metric by the mask.
+        weighted = []
         per_output = self._metrics_per_output(metrics, output_names)
         per_output_weighted = self._metrics_per_output(weighted_metrics,
                                                        output_names)
@@ -272,16 +347,15 @@ class LabeledWrapper(keras.Model):
             loss_metric = _LossMetric(
                 loss_obj, name=name,
                 mean_over_weights=self._METRICS_ON_WEIGHTED_ROWS)
-            if self._METRICS_ON_WEIGHTED_ROWS:
-                unweighted.append([])
-                weighted.append([loss_metric] + resolved)
-            else:
-                unweighted.append(resolved[:n_plain])
-                weighted.append([loss_metric] + resolved[n_plain:])
+            if not self._METRICS_ON_WEIGHTED_ROWS:
+                resolved[:n_plain] = [_IgnoringSampleWeight(m)
+                                      for m in resolved[:n_plain]]
+            weighted.append([loss_metric] + resolved)
+        self._state.metric_names = [m.name for ms in weighted for m in ms]
         if len(weighted) == 1:
-            unweighted, weighted = unweighted[0], weighted[0]
-        super().compile(optimizer=optimizer, metrics=unweighted or None,
-                        weighted_metrics=weighted, **kwargs)
+            weighted = weighted[0]
+        super().compile(optimizer=optimizer, weighted_metrics=weighted,
+                        **kwargs)
         # The base model shares the optimizer's configuration but is
         # compiled on its own, for `base_model.evaluate`.
         base_metrics = metrics if not isinstance(metrics, dict) else None
@@ -290,15 +364,37 @@ class LabeledWrapper(keras.Model):
                 keras.optimizers.serialize(self.optimizer)),
             loss=loss, loss_weights=loss_weights, metrics=base_metrics)
 
+    @property
+    def metrics_names(self):
+        """Names of the values `evaluate()` returns, in its order.
+
+        As NSL 1.4: `loss`, each output's labeled loss and metrics, then the
+        regularization terms (e.g. `scaled_adversarial_loss`). Keras's own
+        list names the compiled metrics' container `compile_metrics`
+        instead, so `dict(zip(model.metrics_names, model.evaluate(...)))`
+        would mislabel the values.
+        """
+        return metrics_names(self, self._state.metric_names)
+
     def fit(self, x=None, y=None, batch_size=None, **kwargs):
         _distribution.check_batches(self, x, batch_size,
                                     kwargs.get("steps_per_epoch"))
-        return super().fit(x, y, batch_size=batch_size, **kwargs)
+        with nonfinite_gradient_errors_first():
+            return super().fit(x, y, batch_size=batch_size, **kwargs)
 
     def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
         _distribution.check_batches(self, x, batch_size,
                                     kwargs.get("steps"))
-        return super().evaluate(x, y, batch_size=batch_size, **kwargs)
+        with nonfinite_gradient_errors_first():
+            return super().evaluate(x, y, batch_size=batch_size, **kwargs)
+
+    def train_on_batch(self, *args, **kwargs):
+        with nonfinite_gradient_errors_first():
+            return super().train_on_batch(*args, **kwargs)
+
+    def test_on_batch(self, *args, **kwargs):
+        with nonfinite_gradient_errors_first():
+            return super().test_on_batch(*args, **kwargs)
 
     def get_compile_config(self):
         if self._state.compile_args is None:

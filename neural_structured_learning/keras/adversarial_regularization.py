@@ -116,7 +116,7 @@ class AdversarialRegularization(_wrapper.LabeledWrapper):
     served model is `base_model`, unchanged; `predict` needs no labels.
 
     Efficiency: in training, the clean forward pass is recorded
-    (`nsl.lib.gradients.forward_with_vjp`) and a single backward pass through
+    (`nsl.lib.gradients.forward_with_loss_gradients`) and a single backward pass through
     it gives the labeled loss's gradient with respect to both the inputs (for
     the neighbour) and the weights, which `compute_loss` hands to Keras's
     training step; FGSM then costs one more forward-backward, on the
@@ -137,7 +137,9 @@ class AdversarialRegularization(_wrapper.LabeledWrapper):
         seed: seed for `random_init` (new in this version).
         fuse_clean_pass: compute the labeled loss's weight gradient in the
             same backward pass as the input gradient (one backward pass less
-            per step; see the class docstring). Set False for base models
+            per step; see the class docstring). Ignored under a float16
+            compute dtype ('mixed_float16'), where only Keras's own backward
+            pass applies loss scaling. Set False for base models
             whose layers call `add_loss` in their forward pass with
             weight-dependent values other than activity regularizers (which
             are detected and handled).
@@ -205,6 +207,11 @@ class AdversarialRegularization(_wrapper.LabeledWrapper):
         """
         if not self.fuse_clean_pass:
             return []
+        if getattr(self.base_model, "compute_dtype", None) == "float16":
+            # Under 'mixed_float16' Keras scales the loss before its own
+            # backward pass so that float16 gradients do not underflow;
+            # the fused pass would differentiate the unscaled loss.
+            return []
         for layer in self.base_model._flatten_layers():
             if getattr(layer, "activity_regularizer", None) is not None:
                 return []
@@ -225,8 +232,9 @@ class AdversarialRegularization(_wrapper.LabeledWrapper):
                               training)
 
         variables = self._fused_variables()
-        outputs, vjp_fn = gradients.forward_with_vjp(forward, x0, variables)
-        self._state.clean_pass = (outputs, vjp_fn, variables)
+        outputs, loss_gradients = gradients.forward_with_loss_gradients(
+            forward, x0, variables)
+        self._state.clean_pass = (outputs, loss_gradients, variables)
         return outputs
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
@@ -237,9 +245,9 @@ class AdversarialRegularization(_wrapper.LabeledWrapper):
         labeled = self._labeled_loss(labels, y_pred, sample_weight)
         first_grads = None
         if clean_pass is not None and clean_pass[0] is y_pred:
-            _, vjp_fn, variables = clean_pass
-            first_grads, weight_grads = self._clean_gradients(
-                vjp_fn, labels, y_pred, sample_weight)
+            _, loss_gradients, variables = clean_pass
+            first_grads, weight_grads = loss_gradients(
+                lambda preds: self._labeled_loss(labels, preds, sample_weight))
             if variables:
                 labeled = _with_gradients(labeled, variables, weight_grads)
         total = labeled
@@ -253,15 +261,6 @@ class AdversarialRegularization(_wrapper.LabeledWrapper):
         scaled = self.adv_config.multiplier * adv_loss
         self._scaled_adv_loss.update_state(_distribution.unscale(scaled))
         return total + ops.cast(scaled, total.dtype)
-
-    def _clean_gradients(self, vjp_fn, labels, y_pred, sample_weight):
-        """Gradients of the labeled loss from the recorded clean pass:
-        `(wrt the perturbed inputs, wrt the fused weights)`."""
-        flat_pred = tree.flatten(y_pred)
-        _, d_loss_d_pred = gradients.value_and_input_gradients(
-            lambda preds: self._labeled_loss(labels, preds, sample_weight),
-            flat_pred)
-        return vjp_fn(tree.pack_sequence_as(y_pred, d_loss_d_pred))
 
     def _adversarial_loss(self, features, labels, sample_weight, training,
                           first_grads=None):

@@ -27,6 +27,7 @@ from keras import tree
 from neural_structured_learning.configs import configs
 from neural_structured_learning.keras import _base_model
 from neural_structured_learning.keras import _distribution
+from neural_structured_learning.keras import _wrapper
 from neural_structured_learning.keras.layers import neighbor_features
 from neural_structured_learning.keras.layers import pairwise_distance
 from neural_structured_learning.lib import utils
@@ -56,17 +57,6 @@ def _expand_weights(weights, rank):
     if rank <= 2:
         return weights
     return ops.reshape(weights, (-1,) + (1,) * (rank - 1))
-
-
-def _check_weights(weights, neighbor_config):
-    """Raises on negative weights when their values are known (eager)."""
-    values = utils.maybe_numpy(weights)
-    if values is not None and (values < 0).any():
-        raise ValueError(
-            f"Neighbour weights ({neighbor_config.prefix}<i>"
-            f"{neighbor_config.weight_suffix}) must be >= 0. Received "
-            f"{int((values < 0).sum())} negative weight(s), e.g. "
-            f"{float(values[values < 0][0])}.")
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -120,7 +110,12 @@ class GraphRegularization(keras.Model):
 
     Raises:
         TypeError: `graph_reg_config` is not a `GraphRegConfig`.
-        ValueError: unknown `neighbor_pass` or `embedding_layer`.
+        ValueError: unknown `neighbor_pass` or `embedding_layer`. When
+            training or evaluating: labels inside the input dict instead of
+            `y` (this wrapper has no `label_keys`); NaN, Inf or negative
+            neighbour weights (eager; a compiled step raises when it runs,
+            except TensorFlow with XLA, see
+            `keras/layers/neighbor_features.py`).
 
     Example:
     >>> graph_config = nsl.configs.GraphRegConfig(
@@ -246,6 +241,12 @@ class GraphRegularization(keras.Model):
                 keras.optimizers.serialize(self.optimizer)),
             loss=loss, metrics=_clone_metrics(metrics), **base_kwargs)
 
+    @property
+    def metrics_names(self):
+        """Names of the values `evaluate()` returns, in its order (Keras's
+        own list names all compiled metrics `compile_metrics`)."""
+        return _wrapper.metrics_names(self)
+
     def fit(self, x=None, y=None, batch_size=None, **kwargs):
         _distribution.check_batches(self, x, batch_size,
                                     kwargs.get("steps_per_epoch"))
@@ -310,12 +311,33 @@ class GraphRegularization(keras.Model):
             prefix = self.neighbor_config.prefix
             inputs = {k: v for k, v in inputs.items()
                       if k in names or k.startswith(prefix)}
+        else:
+            self._check_every_feature_has_neighbors(inputs)
         return utils.unpack_neighbor_features(inputs, self.neighbor_config)
+
+    def _check_every_feature_has_neighbors(self, inputs):
+        """Without named model inputs every sample key needs neighbours: a
+        key with none at all is most likely a label left in the dict."""
+        config = self.neighbor_config
+        lonely = sorted(
+            k for k in inputs if not k.startswith(config.prefix)
+            and utils.neighbor_feature_name(config, 0, k) not in inputs)
+        if lonely:
+            raise utils.NeighborFeatureError(
+                f"Input key(s) {lonely} have no neighbour copies (e.g. "
+                f"{utils.neighbor_feature_name(config, 0, lonely[0])!r}). "
+                "The base model has no named inputs, so every key without "
+                f"the {config.prefix!r} prefix is taken as a sample feature. "
+                "GraphRegularization takes the labels as `y` (e.g. "
+                "`fit(x, y)`), not inside the input dict: pop labels from "
+                "the dict. For other features, give the base model named "
+                "inputs (keras.Input(name=...)) or add neighbour copies.")
 
     def _graph_pass(self, inputs, training, batched):
         """Returns `(outputs, graph_loss)` on a batch with neighbours."""
         sample, neighbors, weights = self._unpack(inputs)
-        _check_weights(weights, self.neighbor_config)
+        weights = neighbor_features.check_neighbor_weights(
+            weights, self.neighbor_config)
         if batched:
             combined = {
                 k: ops.concatenate(
@@ -344,8 +366,30 @@ class GraphRegularization(keras.Model):
         self._state.graph_pass = (outputs, graph_loss)
         return outputs
 
+    def _require_labels(self, x, y):
+        """Raises a clear error for labels left inside the input dict."""
+        if y is not None or getattr(self, "_compile_loss", None) is None:
+            return
+        if not isinstance(x, dict):
+            return
+        names = self._input_names()
+        prefix = self.neighbor_config.prefix
+        extra = sorted(k for k in x if not k.startswith(prefix)
+                       and (names is None or k not in names))
+        raise ValueError(
+            "GraphRegularization takes the labels as `y` (e.g. `fit(x, y)`, "
+            "or a dataset of `(x, y)` tuples, as nsl.keras."
+            "NeighborBatchDataset makes), not inside the input dict: it has "
+            "no `label_keys` (unlike AdversarialRegularization). The model "
+            "was compiled with a loss but received no `y`. "
+            + (f"Input keys that are not model inputs or neighbour features: "
+               f"{extra}." if names is not None else
+               f"Input keys without the neighbour prefix: {extra}.")
+            + " Pop the labels from the dict and pass them as `y`.")
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
                      training=True):
+        self._require_labels(x, y)
         graph_pass, self._state.graph_pass = self._state.graph_pass, None
         total = super().compute_loss(x=x, y=y, y_pred=y_pred,
                                      sample_weight=sample_weight,

@@ -334,13 +334,39 @@ def test_neighbor_shape_does_not_match():
         _call(x, max_neighbors=1)
 
 
-def test_negative_weights():
+@pytest.mark.parametrize("weight, example", [
+    (-0.5, r"-0\.5"), (np.nan, "nan"), (np.inf, "inf")])
+def test_bad_weights(weight, example):
     x, _ = _g_batch(1)
-    x["NL_nbr_0_weight"] = f32([[-0.5]])
+    x["NL_nbr_0_weight"] = f32([[weight]])
     with pytest.raises(ValueError, match=r"Neighbour weights "
-                       r"\(NL_nbr_<i>_weight\) must be >= 0. Received 1 "
-                       r"negative weight\(s\), e.g. -0.5"):
+                       r"\(NL_nbr_<i>_weight\) must be finite and >= 0. "
+                       r"Received 1 bad weight\(s\) \(NaN, Inf or "
+                       r"negative\), e.g. " + example):
         _call(x, max_neighbors=1)
+
+
+_BACKEND = keras.config.backend()
+
+
+@pytest.mark.parametrize("jit", [False, True] if _BACKEND != "torch"
+                         else [False])
+@pytest.mark.parametrize("weight", [-0.5, np.nan])
+def test_bad_weights_stop_a_compiled_fit(jit, weight):
+    # Inside a compiled step the values are unknown when tracing: a runtime
+    # check raises when the step runs. TensorFlow with XLA drops runtime
+    # checks, so there the step trains (documented).
+    x, y = _g_batch(1)
+    x["NL_nbr_0_weight"] = f32([[weight]])
+    base = _linear("functional")
+    model = GraphRegularization(base, _config(1))
+    model.compile(keras.optimizers.SGD(0.01), loss="mse", jit_compile=jit)
+    if jit and _BACKEND == "tensorflow":
+        model.fit(x, y, batch_size=1, verbose=0)
+        return
+    with pytest.raises(Exception, match=r"NL_nbr_<i>_weight\) must be "
+                       "finite and >= 0"):
+        model.fit(x, y, batch_size=1, verbose=0)
 
 
 def test_negative_multiplier():
@@ -372,3 +398,20 @@ def test_default_config_does_not_regularize():
     assert model.graph_reg_config == configs.GraphRegConfig()
     x, _ = _g_batch(1)
     assert_allclose(to_numpy(model(x)), [[-1.]])
+
+
+@pytest.mark.parametrize("kind, keys", [
+    ("functional", r"GraphRegularization takes the labels as `y`.*Input keys "
+                   r"that are not model inputs or neighbour features: "
+                   r"\['label'\]"),
+    ("subclassed", r"Input key\(s\) \['label'\] have no neighbour copies "
+                   r"\(e.g. 'NL_nbr_0_label'\).*GraphRegularization takes "
+                   r"the labels as `y`")])
+def test_labels_inside_the_input_dict(kind, keys):
+    # AdversarialRegularization's format (labels in the dict, no y).
+    x, y = _g_batch(1)
+    x["label"] = y
+    model = GraphRegularization(_linear(kind), _config(1))
+    model.compile(keras.optimizers.SGD(0.01), loss="mse")
+    with pytest.raises(ValueError, match=keys):
+        model.fit(x, batch_size=1, verbose=0)

@@ -251,6 +251,14 @@ def test_negative_weights():
             _config(1))
 
 
+@pytest.mark.parametrize("weight", [np.nan, np.inf])
+def test_non_finite_weights(weight):
+    with pytest.raises(ValueError, match=r"Edge weights must be finite"):
+        neighbor_batches.NeighborBatchDataset(
+            X, Y, (np.array([0, 1]), np.array([1, 2]), np.array([1., weight])),
+            _config(1))
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match=r"`sampling` must be one of "
                        r"\['top', 'weighted', 'uniform'\]. Received: "

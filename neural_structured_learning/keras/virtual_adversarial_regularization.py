@@ -20,6 +20,8 @@ regularization method for supervised and semi-supervised learning",
 https://arxiv.org/abs/1704.03976
 """
 
+import numbers
+
 import attr
 import keras
 import numpy as np
@@ -33,6 +35,11 @@ from neural_structured_learning.lib import adversarial_neighbor
 from neural_structured_learning.lib import distances
 from neural_structured_learning.lib import gradients
 from neural_structured_learning.lib import regularizer
+
+
+def _is_float_dtype(dtype):
+    return keras.backend.standardize_dtype(dtype) in (
+        "float16", "bfloat16", "float32", "float64")
 
 
 def default_vat_config():
@@ -60,8 +67,11 @@ def default_vat_config():
 class VirtualAdversarialRegularization(_wrapper.LabeledWrapper):
     """Virtual adversarial training wrapper (see the module docstring).
 
-    Unlabeled rows are marked by `unlabeled_label` (default -1) in integer
-    labels, or by a 0/1 mask under `label_mask_key` in the input dict. The
+    Unlabeled rows are marked by `unlabeled_label` (default -1) in the
+    labels, or by a 0/1 mask under `label_mask_key` in the input dict. With
+    integer labels a row is unlabeled when any of its entries is the
+    marker; with float labels when all of them are (sparse labels `[B]` or
+    `[B, 1]` equal to -1.0, or a dense/one-hot row of all -1.0). The
     supervised loss and the compiled metrics use labeled rows only; the VAT
     and entropy terms use every row. A batch may be entirely unlabeled.
 
@@ -84,7 +94,8 @@ class VirtualAdversarialRegularization(_wrapper.LabeledWrapper):
         sample_weight_key: optional key of sample weights (supervised loss).
         label_mask_key: optional key of a 0/1 labeled-row mask `[batch]` or
             `[batch, 1]` in the input dict.
-        unlabeled_label: integer label marking unlabeled rows.
+        unlabeled_label: label value marking unlabeled rows (integer or
+            float labels; None: every row is labeled).
         entropy_weight: weight of the entropy-minimisation term (>= 0).
         from_logits: whether the base model outputs logits; None infers it
             from the compiled loss's `from_logits` (False for string
@@ -188,13 +199,24 @@ class VirtualAdversarialRegularization(_wrapper.LabeledWrapper):
                     f"{tuple(mask.shape)}.")
             return ops.cast(mask, "float32")
         labels = ops.convert_to_tensor(labels)
-        if keras.backend.is_int_dtype(keras.backend.standardize_dtype(
-                labels.dtype)) and self.unlabeled_label is not None:
+        dtype = keras.backend.standardize_dtype(labels.dtype)
+        if self.unlabeled_label is None:
+            return ops.ones((ops.shape(labels)[0],), "float32")
+        if keras.backend.is_int_dtype(dtype):
             labeled = ops.not_equal(labels, self.unlabeled_label)
             if len(labeled.shape) > 1:
                 labeled = ops.all(ops.reshape(labeled, (ops.shape(labels)[0],
                                                         -1)), axis=1)
             return ops.cast(labeled, "float32")
+        if _is_float_dtype(dtype):
+            # Float labels: a row is unlabeled when every entry equals the
+            # marker (sparse [B] or [B, 1] labels equal to -1, or a dense
+            # row of all -1, which no one-hot or smoothed label can be).
+            marker = ops.equal(labels, ops.cast(self.unlabeled_label, dtype))
+            if len(marker.shape) > 1:
+                marker = ops.all(ops.reshape(marker, (ops.shape(labels)[0],
+                                                      -1)), axis=1)
+            return 1.0 - ops.cast(marker, "float32")
         return ops.ones((ops.shape(labels)[0],), "float32")
 
     def _from_logits(self):
@@ -242,9 +264,12 @@ class VirtualAdversarialRegularization(_wrapper.LabeledWrapper):
 
     def _safe_labels(self, labels, labeled):
         labels = ops.convert_to_tensor(labels)
-        if not keras.backend.is_int_dtype(keras.backend.standardize_dtype(
-                labels.dtype)):
+        dtype = keras.backend.standardize_dtype(labels.dtype)
+        if not (keras.backend.is_int_dtype(dtype) or _is_float_dtype(dtype)):
             return labels
+        # Unlabeled rows get label 0 (their loss is weighted 0): a -1 would
+        # be an out-of-range class index for sparse losses (an error on
+        # TensorFlow, NaN or a wrapped index elsewhere, and NaN * 0 = NaN).
         keep = ops.reshape(ops.cast(labeled, "bool"),
                            (-1,) + (1,) * (len(labels.shape) - 1))
         return ops.where(keep, labels, ops.zeros_like(labels))
@@ -336,6 +361,43 @@ class VirtualAdversarialRegularization(_wrapper.LabeledWrapper):
             self, x, self._safe_labels(labels, labeled), y_pred, weights)
 
 
+def _check_same_features(x_labeled, x_unlabeled):
+    """Raises unless both inputs have the same structure and row shapes."""
+    if isinstance(x_labeled, dict) or isinstance(x_unlabeled, dict):
+        if not (isinstance(x_labeled, dict)
+                and isinstance(x_unlabeled, dict)):
+            raise ValueError(
+                "`x_labeled` and `x_unlabeled` must both be dicts or both "
+                f"arrays. Received: {type(x_labeled).__name__} and "
+                f"{type(x_unlabeled).__name__}.")
+        if set(x_labeled) != set(x_unlabeled):
+            raise ValueError(
+                "`x_labeled` and `x_unlabeled` must have the same keys. "
+                "Only in x_labeled: "
+                f"{sorted(set(x_labeled) - set(x_unlabeled))}; only in "
+                f"x_unlabeled: {sorted(set(x_unlabeled) - set(x_labeled))}.")
+    try:
+        tree.assert_same_structure(x_labeled, x_unlabeled)
+    except (ValueError, TypeError) as error:
+        raise ValueError(
+            "`x_labeled` and `x_unlabeled` must have the same structure: "
+            f"{error}") from None
+    paths = ([f"[{k!r}]" for k in sorted(x_labeled)]
+             if isinstance(x_labeled, dict) else None)
+    labeled = tree.flatten(x_labeled)
+    unlabeled = tree.flatten(x_unlabeled)
+    for i, (a, b) in enumerate(zip(labeled, unlabeled)):
+        shape_a, shape_b = np.shape(a)[1:], np.shape(b)[1:]
+        if shape_a != shape_b:
+            where = (paths[i] if paths and len(paths) == len(labeled)
+                     else (f"[{i}]" if len(labeled) > 1 else ""))
+            raise ValueError(
+                f"`x_unlabeled{where}` rows have shape {shape_b}, but "
+                f"`x_labeled{where}` rows have shape {shape_a}: unlabeled "
+                "features must match the labeled ones after the batch axis "
+                "(same width).")
+
+
 class LabeledUnlabeledBatches(keras.utils.PyDataset):
     """Batches mixing labeled and unlabeled rows, for semi-supervised `fit`.
 
@@ -353,12 +415,25 @@ class LabeledUnlabeledBatches(keras.utils.PyDataset):
         unlabeled_label: label value of unlabeled rows.
         seed: shuffling seed.
         **kwargs: passed to `keras.utils.PyDataset` (e.g. `workers`).
+
+    Raises:
+        ValueError: batch sizes that are not integers >= 1, unlabeled
+            features whose keys or row shapes differ from the labeled ones,
+            no labeled rows, or labeled rows carrying `unlabeled_label`.
     """
 
     def __init__(self, x_labeled, y_labeled, x_unlabeled,
                  labeled_batch_size=32, unlabeled_batch_size=128,
                  unlabeled_label=-1, seed=0, **kwargs):
         super().__init__(**kwargs)
+        for name, value in (("labeled_batch_size", labeled_batch_size),
+                            ("unlabeled_batch_size", unlabeled_batch_size)):
+            if (isinstance(value, bool) or
+                    not isinstance(value, numbers.Integral) or value < 1):
+                raise ValueError(
+                    f"`{name}` must be an integer >= 1. Received: "
+                    f"{name}={value!r}")
+        _check_same_features(x_labeled, x_unlabeled)
         self.x_labeled = x_labeled
         self.y_labeled = np.asarray(y_labeled)
         self.x_unlabeled = x_unlabeled
@@ -370,6 +445,19 @@ class LabeledUnlabeledBatches(keras.utils.PyDataset):
             raise ValueError(
                 "`x_labeled` and `y_labeled` have different lengths: "
                 f"{len(tree.flatten(x_labeled)[0])} vs {self.n_labeled}.")
+        if unlabeled_label is not None:
+            marked = self.y_labeled.reshape(self.n_labeled, -1) == (
+                unlabeled_label)
+            marked = (marked.any(axis=1) if self.y_labeled.dtype.kind in "iu"
+                      else marked.all(axis=1))
+            if marked.any():
+                raise ValueError(
+                    f"`y_labeled` holds the unlabeled marker "
+                    f"unlabeled_label={unlabeled_label!r} in "
+                    f"{int(marked.sum())} row(s) (e.g. row "
+                    f"{int(np.flatnonzero(marked)[0])}): those rows would be "
+                    "trained as unlabeled. Fix the labels or pass another "
+                    "`unlabeled_label`.")
         self.labeled_batch_size = labeled_batch_size
         self.unlabeled_batch_size = unlabeled_batch_size
         self.unlabeled_label = unlabeled_label

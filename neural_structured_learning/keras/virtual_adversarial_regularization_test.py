@@ -138,6 +138,38 @@ class TestTraining:
         assert_allclose(unlabeled["loss"], unlabeled["scaled_vat_loss"],
                         rtol=1e-5)
 
+    @pytest.mark.parametrize("shape", [(4,), (4, 1)])
+    def test_float_labels_mark_unlabeled_rows_with_minus_one(self, shape):
+        y_int = np.array([2, -1, -1, 0], "int32")
+        y_float = y_int.astype("float32").reshape(shape)
+        plain = wrap(seed=1).evaluate(X, y_int, verbose=0, return_dict=True)
+        floats = wrap(seed=1).evaluate(X, y_float, verbose=0,
+                                       return_dict=True)
+        assert np.isfinite(floats["loss"])
+        assert_allclose(floats["loss"], plain["loss"], rtol=1e-5)
+        # One training step moves the weights as with integer labels.
+        kernels = []
+        for y in (y_int, y_float):
+            model = linear_classifier()
+            wrap(model, multiplier=0.0).fit(X, y, batch_size=4, verbose=0)
+            kernels.append(to_numpy(model.trainable_variables[0]))
+        assert np.all(np.isfinite(kernels[1]))
+        assert_allclose(kernels[1], kernels[0], rtol=1e-5, atol=1e-6)
+
+    def test_one_hot_rows_of_minus_one_are_unlabeled(self):
+        y_int = np.array([2, -1, -1, 0], "int32")
+        one_hot = np.eye(3, dtype="float32")[np.maximum(y_int, 0)]
+        one_hot[y_int < 0] = -1.0
+        dense = nsl.keras.VirtualAdversarialRegularization(
+            linear_classifier(), vat_config=vat_config(), multiplier=0.0)
+        dense.compile(keras.optimizers.SGD(0.1),
+                      loss=keras.losses.CategoricalCrossentropy(
+                          from_logits=True))
+        result = dense.evaluate(X, one_hot, verbose=0, return_dict=True)
+        plain = wrap(multiplier=0.0).evaluate(X, y_int, verbose=0,
+                                              return_dict=True)
+        assert_allclose(result["loss"], plain["loss"], rtol=1e-5)
+
     @pytest.mark.parametrize("softmax", [False, True])
     def test_fit_reduces_loss_from_logits_or_probabilities(self, softmax):
         keras.utils.set_random_seed(0)
@@ -179,6 +211,52 @@ def test_labeled_unlabeled_batches():
     again = nsl.keras.LabeledUnlabeledBatches(x_lab, y_lab, x_unlab, 4, 5,
                                               seed=3)
     np.testing.assert_array_equal(again[1][0], batches[1][0])
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(labeled_batch_size=0),
+     r"`labeled_batch_size` must be an integer >= 1\. Received: "
+     r"labeled_batch_size=0"),
+    (dict(unlabeled_batch_size=-5),
+     r"`unlabeled_batch_size` must be an integer >= 1\. Received: "
+     r"unlabeled_batch_size=-5"),
+    (dict(unlabeled_batch_size=2.5), r"`unlabeled_batch_size` must be an "
+                                     r"integer >= 1"),
+    (dict(x_unlabeled=np.zeros((20, 3), "float32")),
+     r"`x_unlabeled` rows have shape \(3,\), but `x_labeled` rows have "
+     r"shape \(1,\)"),
+    (dict(y_labeled=np.array([0, 1, -1, 2, 0, 1])),
+     r"`y_labeled` holds the unlabeled marker unlabeled_label=-1 in 1 "
+     r"row\(s\) \(e.g. row 2\)"),
+])
+def test_labeled_unlabeled_batches_check_their_arguments(kwargs, match):
+    args = dict(x_labeled=np.zeros((6, 1), "float32"),
+                y_labeled=np.arange(6) % 3,
+                x_unlabeled=np.zeros((20, 1), "float32"))
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        nsl.keras.LabeledUnlabeledBatches(**args)
+
+
+def test_labeled_unlabeled_batches_check_dict_features():
+    y = np.arange(6) % 3
+    x = {"a": np.zeros((6, 2), "float32"), "b": np.zeros((6, 1), "float32")}
+    with pytest.raises(ValueError, match=r"`x_labeled` and `x_unlabeled` "
+                       r"must have the same keys\. Only in x_labeled: "
+                       r"\['b'\]; only in x_unlabeled: \['c'\]"):
+        nsl.keras.LabeledUnlabeledBatches(
+            x, y, {"a": np.zeros((9, 2)), "c": np.zeros((9, 1))})
+    with pytest.raises(ValueError, match=r"`x_unlabeled\['b'\]` rows have "
+                       r"shape \(4,\), but `x_labeled\['b'\]` rows have "
+                       r"shape \(1,\)"):
+        nsl.keras.LabeledUnlabeledBatches(
+            x, y, {"a": np.zeros((9, 2)), "b": np.zeros((9, 4))})
+    with pytest.raises(ValueError, match=r"must both be dicts or both"):
+        nsl.keras.LabeledUnlabeledBatches(x, y, np.zeros((9, 3)))
+    batches = nsl.keras.LabeledUnlabeledBatches(
+        x, y, {"a": np.ones((9, 2), "float32"),
+               "b": np.ones((9, 1), "float32")}, 2, 3)
+    assert batches[0][0]["a"].shape == (5, 2)
 
 
 class TestErrors:

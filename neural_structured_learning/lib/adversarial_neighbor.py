@@ -147,11 +147,14 @@ def split_perturbable(features):
 # The perturbation itself.
 
 
+NONFINITE_GRADIENT_MESSAGE = (
+    "The input gradient has NaN or Inf entries "
+    "(AdvNeighborConfig.nonfinite_gradient='raise').")
+
+
 def _finite(grads, policy):
     if policy == "raise":
-        return gradients.assert_finite(
-            grads, "The input gradient has NaN or Inf entries "
-            "(AdvNeighborConfig.nonfinite_gradient='raise').")
+        return gradients.assert_finite(grads, NONFINITE_GRADIENT_MESSAGE)
     return [ops.where(ops.isfinite(g), g, ops.zeros_like(g)) for g in grads]
 
 
@@ -182,12 +185,22 @@ def perturb(x0, keys, grad_fn, config, constraints, first_grads=None,
         first_grads: optional gradients at `x0`.
         seed: seed for `random_init`.
 
+    Mixed precision: float16/bfloat16 features are walked in float32 and
+    the result is rounded back to their dtype; gradients in another float
+    dtype (a model's compute dtype) are cast to the walk's dtype.
+
     Returns:
-        A list of perturbed tensors (constants: gradient stopped).
+        A list of perturbed tensors (constants: gradient stopped), each in
+        the dtype of its feature.
     """
     norm = config.adv_grad_norm
+    # float32 and float64 features keep their dtype; the walk would lose
+    # the step (or accumulate rounding over PGD steps) in half precision.
+    out_dtypes = [_dtype(x) for x in x0]
+    x0 = [ops.cast(x, _working_dtype(d)) for x, d in zip(x0, out_dtypes)]
 
     def direction(grads):
+        grads = [ops.cast(g, x.dtype) for g, x in zip(grads, x0)]
         grads = _finite(grads, config.nonfinite_gradient)
         grads = [utils.apply_feature_mask(g, constraints.mask.get(k))
                  for k, g in zip(keys, grads)]
@@ -221,7 +234,12 @@ def perturb(x0, keys, grad_fn, config, constraints, first_grads=None,
         start = 1
     for _ in range(start, config.pgd_iterations):
         current = step(current, grad_fn(current))
-    return current
+    return [ops.cast(c, d) for c, d in zip(current, out_dtypes)]
+
+
+def _working_dtype(dtype):
+    """float32 for the half-precision float dtypes, else `dtype`."""
+    return "float32" if dtype in ("float16", "bfloat16") else dtype
 
 
 def _warn_not_perturbed(others, raise_invalid_gradient):
@@ -333,8 +351,9 @@ def gen_adv_neighbor(input_features, labeled_loss, config,
         def step_grad_fn(xs):
             def loss_with_regularizer(ys):
                 perts = {k: y - x for k, y, x in zip(keys, ys, x0)}
-                return (loss_fn(features_at(ys))
-                        + regularizer_fn(perts, grads_at_input))
+                loss = loss_fn(features_at(ys))
+                return loss + ops.cast(regularizer_fn(perts, grads_at_input),
+                                       loss.dtype)
             return gradients.value_and_input_gradients(
                 loss_with_regularizer, xs)[1]
 

@@ -6,6 +6,7 @@ The reductions reproduce `tf.compat.v1.losses.compute_weighted_loss` exactly
 
 import numpy as np
 from keras import ops
+from keras.backend import standardize_dtype
 
 from neural_structured_learning.configs import configs
 from neural_structured_learning.lib import utils
@@ -13,6 +14,19 @@ from neural_structured_learning.lib import utils
 Reduction = configs.Reduction
 
 _EPSILON = 1e-7  # Inside the logarithms of KL and JS divergences (as 1.4).
+
+
+def _at_least_float32(x):
+    """`x` as a tensor, float16/bfloat16 cast up to float32.
+
+    Mixed-precision models output float16/bfloat16: distances between
+    nearby outputs (a softmax, a log-ratio, a small difference) would be
+    mostly rounding error in those dtypes, so they are computed in float32.
+    """
+    x = ops.convert_to_tensor(x)
+    if standardize_dtype(x.dtype) in ("float16", "bfloat16"):
+        return ops.cast(x, "float32")
+    return x
 
 
 def _safe_div(numerator, denominator):
@@ -171,7 +185,8 @@ def pairwise_distance_wrapper(sources, targets, weights=1.0,
       along `sum_over_axis`.
 
     With `transform_fn='softmax'`, both sides go through a softmax first
-    (along `sum_over_axis`, default last axis). The result is reduced with
+    (along `sum_over_axis`, default last axis); float16/bfloat16 inputs are
+    cast to float32 before it. The result is reduced with
     `compute_weighted_loss(..., weights, reduction)`. For L1/L2 with an
     averaging reduction (MEAN, SUM_BY_NONZERO_WEIGHTS, SUM_OVER_BATCH_SIZE)
     and a `sum_over_axis`, the result is multiplied by the size of that axis,
@@ -201,8 +216,8 @@ def pairwise_distance_wrapper(sources, targets, weights=1.0,
     config = distance_config or configs.DistanceConfig()
     reduction = Reduction.validate(config.reduction)
     axis = config.sum_over_axis
-    sources = ops.convert_to_tensor(sources)
-    targets = ops.convert_to_tensor(targets)
+    sources = _at_least_float32(sources)
+    targets = _at_least_float32(targets)
     if tuple(sources.shape[1:]) != tuple(targets.shape[1:]):
         raise ValueError(
             f"Shapes {tuple(sources.shape)} and {tuple(targets.shape)} are "
@@ -279,7 +294,8 @@ def kl_divergence_from_outputs(clean, perturbed, from_logits=True):
     computed from the logits without forming `1 + small` (precise in
     float32 when probabilities saturate). With probabilities,
     `sum_k p_k (log(p_k + 1e-7) - log(q_k + 1e-7))`. A last axis of size 1 is
-    read as a binary (sigmoid) output.
+    read as a binary (sigmoid) output. float16/bfloat16 outputs (mixed
+    precision) are cast to float32 first.
 
     Args:
         clean: logits or probabilities `[batch, ..., classes]` (p).
@@ -289,8 +305,8 @@ def kl_divergence_from_outputs(clean, perturbed, from_logits=True):
     Returns:
         A float tensor `[batch, ...]`.
     """
-    clean = _two_class(ops.convert_to_tensor(clean), from_logits)
-    perturbed = _two_class(ops.convert_to_tensor(perturbed), from_logits)
+    clean = _two_class(_at_least_float32(clean), from_logits)
+    perturbed = _two_class(_at_least_float32(perturbed), from_logits)
     if from_logits:
         log_p = _log_softmax(clean)
         log_q = _log_softmax(perturbed)
@@ -307,9 +323,9 @@ def entropy_from_outputs(outputs, from_logits=True):
         from_logits: whether `outputs` are logits.
 
     Returns:
-        A float tensor `[batch, ...]`.
+        A float tensor `[batch, ...]` (float32 for float16/bfloat16 outputs).
     """
-    outputs = _two_class(ops.convert_to_tensor(outputs), from_logits)
+    outputs = _two_class(_at_least_float32(outputs), from_logits)
     if from_logits:
         log_p = _log_softmax(outputs)
     else:

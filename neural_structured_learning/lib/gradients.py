@@ -5,10 +5,17 @@ but has no portable way to differentiate with respect to *inputs*, which
 adversarial neighbours need. This module provides it, once per backend, chosen
 when it is imported by `keras.config.backend()`:
 
-* `forward_with_vjp(fn, xs, variables=())` runs `fn(xs)` as a real forward
-  pass (variable writes kept) and returns its outputs with a function mapping
-  output cotangents to `(gradients wrt xs, gradients wrt variables)`, both
-  constants (`stop_gradient`). Without `variables` the outputs stay
+* `forward_with_loss_gradients(fn, xs, variables=())` runs `fn(xs)` as a
+  real forward pass (variable writes kept) and returns its outputs with a
+  function `loss_gradients(loss_fn)` that computes `loss = loss_fn(outputs)`
+  on the same recording and returns `(gradients of loss wrt xs, gradients
+  wrt variables)`, both constants (`stop_gradient`). The loss is evaluated
+  *inside* the recording because that is the only way to differentiate it as
+  it is computed: Keras's TensorFlow crossentropy reads the logits behind a
+  softmax/sigmoid output (`_keras_logits`, or the `Softmax` op's input in a
+  graph), so a gradient taken with respect to the recorded probabilities
+  themselves is disconnected from such a loss and comes back as zeros.
+  Without `variables` the outputs stay
   differentiable with respect to the model weights for an enclosing training
   step. With `variables` (a model's trainable weights) those are read as
   constants instead, and one backward pass gives the gradients with respect
@@ -24,7 +31,9 @@ when it is imported by `keras.config.backend()`:
   uses its autograd graph, JAX cannot do this and raises.
 * `assert_finite(tensors, message)` raises `FloatingPointError` (TensorFlow:
   `InvalidArgumentError`) when a gradient has NaN or Inf entries, also
-  inside compiled functions.
+  inside compiled functions. `checks_values_at_run_time(tensors)` says
+  whether it can: not under TensorFlow's XLA (which drops run-time checks),
+  not on PyTorch's shape-only meta tensors.
 
 How each backend does it, nested inside Keras's own training step:
 
@@ -121,7 +130,7 @@ def _zeros_for_none(grads, xs):
 if _BACKEND == "tensorflow":
     import tensorflow as tf
 
-    def forward_with_vjp(fn, xs, variables=()):
+    def forward_with_loss_gradients(fn, xs, variables=()):
         xs = [tf.convert_to_tensor(x) for x in xs]
         values = [tf.stop_gradient(tf.convert_to_tensor(v.value))
                   for v in variables]
@@ -131,15 +140,16 @@ if _BACKEND == "tensorflow":
             with _injected(variables, values):
                 outputs = fn(xs)
 
-        def vjp_fn(cotangents):
+        def loss_gradients(loss_fn):
+            with tape:  # Record the loss too: it may read the logits.
+                loss = loss_fn(outputs)
             grads = tape.gradient(
-                tree.flatten(outputs), xs + values,
-                output_gradients=tree.flatten(cotangents),
+                loss, xs + values,
                 unconnected_gradients=tf.UnconnectedGradients.ZERO)
             grads = [tf.stop_gradient(g) for g in grads]
             return grads[:len(xs)], grads[len(xs):]
 
-        return outputs, vjp_fn
+        return outputs, loss_gradients
 
     def gradients_of(value, xs, gradient_tape=None):
         if gradient_tape is None:
@@ -156,10 +166,17 @@ if _BACKEND == "tensorflow":
                 unconnected_gradients=tf.UnconnectedGradients.ZERO)
         return [tf.stop_gradient(g) for g in _zeros_for_none(grads, xs)]
 
-    def assert_finite(tensors, message):
+    def _in_xla():
         from tensorflow.python.ops import control_flow_util  # pylint: disable=g-import-not-at-top
         graph = tf.compat.v1.get_default_graph()
-        if control_flow_util.GraphOrParentsInXlaContext(graph):
+        return control_flow_util.GraphOrParentsInXlaContext(graph)
+
+    def checks_values_at_run_time(tensors):
+        del tensors
+        return not _in_xla()
+
+    def assert_finite(tensors, message):
+        if _in_xla():
             raise ValueError(
                 "XLA drops runtime checks, so a NaN/Inf gradient cannot "
                 "raise inside a function compiled with jit_compile=True on "
@@ -170,7 +187,7 @@ if _BACKEND == "tensorflow":
 elif _BACKEND == "torch":
     import torch
 
-    def forward_with_vjp(fn, xs, variables=()):
+    def forward_with_loss_gradients(fn, xs, variables=()):
         with torch.enable_grad():
             leaves = [ops.convert_to_tensor(x).detach().requires_grad_(True)
                       for x in xs]
@@ -179,23 +196,20 @@ elif _BACKEND == "torch":
             with _injected(variables, values):
                 outputs = fn(leaves)
 
-        def vjp_fn(cotangents):
+        def loss_gradients(loss_fn):
             inputs = leaves + values
-            flat = tree.flatten(outputs)
-            flat_ct = tree.flatten(cotangents)
-            pairs = [(o, c) for o, c in zip(flat, flat_ct) if o.requires_grad]
-            if not pairs:
-                grads = [torch.zeros_like(x) for x in inputs]
-            else:
-                with torch.enable_grad():
+            with torch.enable_grad():
+                loss = loss_fn(outputs)
+                if not (torch.is_tensor(loss) and loss.requires_grad):
+                    grads = [torch.zeros_like(x) for x in inputs]
+                else:
                     grads = torch.autograd.grad(
-                        [o for o, _ in pairs], inputs,
-                        grad_outputs=[c for _, c in pairs],
-                        retain_graph=not variables, allow_unused=True)
-                grads = [g.detach() for g in _zeros_for_none(grads, inputs)]
+                        loss, inputs, retain_graph=not variables,
+                        allow_unused=True)
+            grads = [g.detach() for g in _zeros_for_none(grads, inputs)]
             return grads[:len(leaves)], grads[len(leaves):]
 
-        return outputs, vjp_fn
+        return outputs, loss_gradients
 
     def gradients_of(value, xs, gradient_tape=None):
         del gradient_tape  # autograd records the graph itself.
@@ -209,6 +223,9 @@ elif _BACKEND == "torch":
                                     allow_unused=True)
         return [g.detach() for g in _zeros_for_none(grads, xs)]
 
+    def checks_values_at_run_time(tensors):
+        return not any(getattr(t, "is_meta", False) for t in tensors)
+
     def assert_finite(tensors, message):
         for t in tensors:
             if not bool(torch.isfinite(t).all()):
@@ -221,7 +238,7 @@ elif _BACKEND == "jax":
     from neural_structured_learning import _jax_flags
     _jax_flags.configure()  # XLA:CPU scheduler; see _jax_flags.py.
 
-    def forward_with_vjp(fn, xs, variables=()):
+    def forward_with_loss_gradients(fn, xs, variables=()):
         parent = _stateless_scope.get_stateless_scope()
         values = [jax.lax.stop_gradient(v.value) for v in variables]
         written = {}
@@ -238,18 +255,24 @@ elif _BACKEND == "jax":
             scoped_fn, list(xs), values, has_aux=True)
         _hand_on(updates, written, losses)
 
-        def vjp_fn(cotangents):
+        def loss_gradients(loss_fn):
+            # JAX arrays carry no logits: the loss is a function of outputs.
+            cotangents = jax.grad(loss_fn)(outputs)
             grads_x, grads_v = vjp(cotangents)
             stop = jax.lax.stop_gradient
             return [stop(g) for g in grads_x], [stop(g) for g in grads_v]
 
-        return outputs, vjp_fn
+        return outputs, loss_gradients
 
     def gradients_of(value, xs, gradient_tape=None):
         raise ValueError(
             "JAX cannot differentiate an already computed loss value. Pass a "
             "loss function instead (e.g. `labeled_loss=lambda features: ...` "
             "or `pgd_model_fn` and `pgd_loss_fn`).")
+
+    def checks_values_at_run_time(tensors):
+        del tensors
+        return True
 
     def assert_finite(tensors, message):
         def check(all_finite):
@@ -279,6 +302,6 @@ def value_and_input_gradients(fn, xs):
         writes made by `fn` are discarded.
     """
     with scratch_scope():
-        value, vjp_fn = forward_with_vjp(fn, xs)
-        grads, _ = vjp_fn(ops.ones_like(value))
+        value, loss_gradients = forward_with_loss_gradients(fn, xs)
+        grads, _ = loss_gradients(lambda v: v)
     return ops.stop_gradient(value), grads

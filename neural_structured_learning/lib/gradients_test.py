@@ -12,14 +12,15 @@ from neural_structured_learning.lib import gradients
 W = np.array([[1., 2., 3.], [4., 5., 6.]], "float32")
 
 
-def test_forward_with_vjp_is_the_transposed_jacobian():
+def test_forward_with_loss_gradients_is_the_transposed_jacobian():
     w = ops.convert_to_tensor(W)
     x = ops.convert_to_tensor(np.array([[1., -1.], [2., 0.5]], "float32"))
-    outputs, vjp_fn = gradients.forward_with_vjp(
+    outputs, loss_gradients = gradients.forward_with_loss_gradients(
         lambda xs: ops.matmul(xs[0], w), [x])
     assert_allclose(outputs, to_numpy(x) @ W)
     cotangent = np.array([[1., 0., -1.], [0., 2., 0.]], "float32")
-    (grad,), _ = vjp_fn(ops.convert_to_tensor(cotangent))
+    (grad,), _ = loss_gradients(
+        lambda out: ops.sum(out * ops.convert_to_tensor(cotangent)))
     assert_allclose(grad, cotangent @ W.T)
 
 
@@ -59,7 +60,7 @@ def test_scratch_pass_discards_variable_writes():
 def test_forward_pass_keeps_variable_writes():
     model, moving_mean = batchnorm_model()
     x = ops.convert_to_tensor(np.array([[2., 4.], [4., 8.]], "float32"))
-    gradients.forward_with_vjp(lambda xs: model(xs[0], training=True), [x])
+    gradients.forward_with_loss_gradients(lambda xs: model(xs[0], training=True), [x])
     assert_allclose(moving_mean, [1.5, 3.])  # 0.5 * 0 + 0.5 * batch mean.
 
 

@@ -44,6 +44,45 @@ def expand_paths(paths, *, what):
     return result
 
 
+def check_output_path(path, *, what):
+    """Checks, before any work, that `path` can be written as a file.
+
+    Its directory must exist and be writable, and `path` must not be a
+    directory: the error names the argument and the path, instead of a
+    hidden temporary file once the work is done.
+
+    Args:
+        path: the output file name.
+        what: how the argument is named in error messages.
+
+    Raises:
+        FileNotFoundError: the output directory does not exist.
+        NotADirectoryError: the output's parent is not a directory.
+        IsADirectoryError: `path` is a directory.
+        PermissionError: the output directory is not writable.
+    """
+    path = os.fspath(path)
+    if not isinstance(path, str):
+        path = os.fsdecode(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise IsADirectoryError(
+            f"{what}: {path!r} is a directory; give the name of the file to "
+            "write.")
+    if not os.path.exists(directory):
+        raise FileNotFoundError(
+            f"{what}: the output directory {directory!r} of {path!r} does "
+            "not exist. Create it first (e.g. `mkdir -p`).")
+    if not os.path.isdir(directory):
+        raise NotADirectoryError(
+            f"{what}: {directory!r} (the parent of {path!r}) is not a "
+            "directory.")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise PermissionError(
+            f"{what}: the output directory {directory!r} of {path!r} is not "
+            "writable.")
+
+
 @contextlib.contextmanager
 def atomic_output(path, mode="wb"):
     """Writes to a temporary file that replaces `path` when the block succeeds.
@@ -58,8 +97,13 @@ def atomic_output(path, mode="wb"):
 
     Yields:
         The open temporary file.
+
+    Raises:
+        OSError: see `check_output_path`, checked before the temporary file
+            is created.
     """
     path = os.fspath(path)
+    check_output_path(path, what="output")
     directory, base = os.path.split(os.path.abspath(path))
     tmp = os.path.join(
         directory, f".{base}.{os.getpid()}.{secrets.token_hex(4)}.tmp")

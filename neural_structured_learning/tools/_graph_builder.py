@@ -81,7 +81,9 @@ def build_graph_from_config(embedding_files, output_graph_path,
         ValueError: for invalid settings (checked before reading any file),
             embeddings of different widths or with non-finite values, or
             inputs with no embedding.
-        FileNotFoundError: if an input file does not exist.
+        FileNotFoundError: if an input file or the output directory does
+            not exist (the output is checked before any work).
+        PermissionError: if the output directory is not writable.
         TFRecordError: for a corrupt TFRecord input.
     """
     config = {}
@@ -93,6 +95,7 @@ def build_graph_from_config(embedding_files, output_graph_path,
                 f"{graph_builder_config!r}.")
         config[name] = getattr(graph_builder_config, name)
     method = _check_settings(config, top_k, method, num_threads, ef_search)
+    _fileio.check_output_path(output_graph_path, what="`output_graph_path`")
     start = time.time()
     ids, vectors = _embeddings.read_embeddings(
         embedding_files, id_feature_name=config["id_feature_name"],

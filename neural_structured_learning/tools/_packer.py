@@ -147,7 +147,9 @@ def pack_nbrs(labeled_examples_path, unlabeled_examples_path, graph_path,
     Raises:
         ValueError: for invalid arguments, an example without a single-value
             `bytes_list` id, a malformed graph line, or no labeled example.
-        FileNotFoundError: if an input file does not exist.
+        FileNotFoundError: if an input file or the output directory does
+            not exist (the output is checked before any work).
+        PermissionError: if the output directory is not writable.
         TFRecordError: for a corrupt TFRecord input.
     """
     # pylint: disable=import-outside-toplevel
@@ -156,6 +158,8 @@ def pack_nbrs(labeled_examples_path, unlabeled_examples_path, graph_path,
     if not isinstance(id_feature_name, str) or not id_feature_name:
         raise ValueError("`id_feature_name` must be a non-empty string. "
                          f"Received: id_feature_name={id_feature_name!r}")
+    _fileio.check_output_path(output_training_data_path,
+                              what="`output_training_data_path`")
     start = time.time()
     labeled_files = _fileio.expand_paths(labeled_examples_path,
                                          what="`labeled_examples_path`")

@@ -337,3 +337,32 @@ def test_module_exports_and_shadowing():
     assert callable(tools.build_graph) and callable(tools.pack_nbrs)
     from neural_structured_learning.tools import build_graph  # pylint: disable=import-outside-toplevel
     assert build_graph is tools.build_graph
+
+
+def test_missing_output_directory_fails_before_the_work(tmp_path):
+    out = tmp_path / "missing" / "graph.tsv"
+    # The input does not exist either: the output is checked first, so a
+    # long run cannot fail at the very end on its output.
+    with pytest.raises(FileNotFoundError,
+                       match=r"`output_graph_path`: the output directory "
+                       r"'.*missing' of '.*graph\.tsv' does not exist"):
+        tools.build_graph([str(tmp_path / "nothing.tfr")], str(out))
+    with pytest.raises(IsADirectoryError,
+                       match=r"`output_graph_path`: '.*' is a directory"):
+        tools.build_graph([str(tmp_path / "nothing.tfr")], str(tmp_path))
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0,
+                    reason="needs POSIX permissions and a non-root user")
+def test_read_only_output_directory_fails_before_the_work(tmp_path):
+    path = write_embeddings(tmp_path / "r3.tfr", R3_IDS, R3_VECTORS)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        with pytest.raises(PermissionError, match=r"`output_graph_path`: "
+                           r"the output directory '.*locked' of .* is not "
+                           r"writable"):
+            tools.build_graph([path], str(locked / "graph.tsv"))
+    finally:
+        locked.chmod(0o700)

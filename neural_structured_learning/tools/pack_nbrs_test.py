@@ -157,3 +157,12 @@ def test_bad_inputs(files, tmp_path):
     # No failed run wrote an output or left a temporary file.
     assert not os.path.exists(out)
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_missing_output_directory_fails_before_the_work(files, tmp_path):
+    with pytest.raises(FileNotFoundError,
+                       match=r"`output_training_data_path`: the output "
+                       r"directory '.*missing' of '.*out\.tfr' does not "
+                       r"exist"):
+        tools.pack_nbrs(files["labeled"], "", str(tmp_path / "no_graph.tsv"),
+                        str(tmp_path / "missing" / "out.tfr"))

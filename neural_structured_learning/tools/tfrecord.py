@@ -23,7 +23,14 @@ record index and its byte offset.
 import os
 import struct
 
-import crc32c
+try:
+    import crc32c
+except ModuleNotFoundError as _error_import:
+    raise ModuleNotFoundError(
+        "TFRecord files are read and written with the `crc32c` package, "
+        "which is not installed: pip install "
+        "'neural-structured-learning-keras[tools]' (or crc32c>=2.3).",
+        name="crc32c") from _error_import
 
 from neural_structured_learning.tools import _fileio
 
@@ -106,6 +113,7 @@ def iter_file_records(path):
     """
     path = os.fspath(path)
     with open(path, "rb", buffering=1 << 20) as f:
+        size = os.fstat(f.fileno()).st_size
         offset = 0
         index = 0
         while True:
@@ -117,6 +125,16 @@ def iter_file_records(path):
                              f"the file ends inside the record header "
                              f"({len(header)} of {_HEADER_SIZE} bytes).")
             length = _check_header(path, index, offset, header)
+            remaining = size - offset - _HEADER_SIZE
+            if length + _CRC.size > remaining:
+                # Checked before reading: a damaged length could claim
+                # terabytes, and allocating them fails with a MemoryError.
+                raise _error(path, index, offset,
+                             f"the file ends inside the record: expected "
+                             f"{length} data bytes and a 4-byte CRC, found "
+                             f"{max(remaining, 0)} bytes (file size {size}; "
+                             "a damaged length field can also claim more "
+                             "than the file holds).")
             body = f.read(length + _CRC.size)
             if len(body) < length + _CRC.size:
                 raise _error(path, index, offset,

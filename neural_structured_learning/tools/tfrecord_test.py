@@ -138,3 +138,41 @@ def test_make_example_kinds_and_errors():
     with pytest.raises(TypeError, match="Feature 'z' has a value of type "
                        "dict"):
         example_proto.make_example({"z": [{}]})
+
+
+def test_huge_record_length_is_checked_before_reading(tmp_path):
+    # A header claiming a 1 TiB record (with a valid length CRC) must not
+    # try to allocate it (MemoryError): the file ends inside the record.
+    length = tfrecord._LENGTH.pack(1 << 40)
+    header = length + tfrecord._CRC.pack(tfrecord.masked_crc32c(length))
+    path = tmp_path / "huge.tfr"
+    path.write_bytes(TF_HELLO + header + b"\x00" * 10)
+    with pytest.raises(tfrecord.TFRecordError,
+                       match=r"Corrupt TFRecord file '.*huge\.tfr': record 2 "
+                       r"at byte offset 37: the file ends inside the "
+                       r"record: expected 1099511627776 data bytes and a "
+                       r"4-byte CRC, found 10 bytes \(file size 59"):
+        list(tfrecord.iter_records(str(path)))
+
+
+def test_missing_crc32c_names_the_extra(tmp_path):
+    import subprocess  # pylint: disable=import-outside-toplevel
+    import sys  # pylint: disable=import-outside-toplevel
+    code = ("import sys; sys.modules['crc32c'] = None\n"
+            "from neural_structured_learning.tools import tfrecord\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                            text=True, check=False)
+    assert result.returncode != 0
+    assert "ModuleNotFoundError: TFRecord files are read and written with " \
+        "the `crc32c` package, which is not installed: pip install " \
+        "'neural-structured-learning-keras[tools]'" in result.stderr
+
+
+def test_writer_checks_the_output_directory(tmp_path):
+    missing = tmp_path / "no" / "out.tfr"
+    with pytest.raises(FileNotFoundError,
+                       match=r"output: the output directory '.*no' of "
+                       r"'.*out\.tfr' does not exist"):
+        tfrecord.write_records(missing, [b"x"])
+    with pytest.raises(IsADirectoryError, match=r"is a directory"):
+        tfrecord.write_records(tmp_path, [b"x"])

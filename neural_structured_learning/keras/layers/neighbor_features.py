@@ -10,8 +10,11 @@ creates the extra `keras.Input`s such a functional model needs.
 
 import attr
 import keras
+import numpy as np
+from keras import ops
 
 from neural_structured_learning.configs import configs
+from neural_structured_learning.lib import gradients
 from neural_structured_learning.lib import utils
 
 _PACKAGE = "neural_structured_learning"
@@ -88,6 +91,64 @@ def _is_symbolic(value):
     return isinstance(value, keras.KerasTensor)
 
 
+def _weights_message(neighbor_config):
+    return (f"Neighbour weights ({neighbor_config.prefix}<i>"
+            f"{neighbor_config.weight_suffix}) must be finite and >= 0")
+
+
+def check_neighbor_weights(weights, neighbor_config):
+    """Checks that neighbour weights are finite and >= 0; returns them.
+
+    NaN weights would turn the graph loss, and then every model weight, into
+    NaN; negative weights would push neighbours apart. When the values are
+    known (eager execution) a `ValueError` names the weight keys, the number
+    of bad weights and an example. Inside a compiled step (`tf.function`,
+    `jax.jit`) a runtime check (`nsl.lib.gradients.assert_finite`) raises
+    when the step runs: `InvalidArgumentError` on TensorFlow, an error
+    wrapping `FloatingPointError` on JAX. TensorFlow with XLA
+    (`jit_compile=True`) drops runtime checks, so the check is skipped there.
+
+    Args:
+        weights: the neighbour weights (any shape), or None.
+        neighbor_config: the `GraphNeighborConfig` (for the message).
+
+    Returns:
+        `weights` (with the runtime check attached when compiled).
+
+    Raises:
+        ValueError: weights with NaN, Inf or negative entries (eager).
+    """
+    if weights is None or _is_symbolic(weights):
+        return weights
+    values = utils.maybe_numpy(weights)
+    if values is not None:
+        if values.dtype.kind not in "fiub":
+            return weights
+        with np.errstate(invalid="ignore"):
+            bad = ~(np.isfinite(values) & (values >= 0))
+        if bad.any():
+            raise ValueError(
+                f"{_weights_message(neighbor_config)}. Received "
+                f"{int(bad.sum())} bad weight(s) (NaN, Inf or negative), "
+                f"e.g. {float(values[bad][0])}.")
+        return weights
+    # Traced: values are unknown until the step runs. `w * 0` is NaN for
+    # NaN and Inf, and `w >= 0` is False for NaN and negatives, so `flag`
+    # is all zeros exactly when every weight is finite and >= 0.
+    if not gradients.checks_values_at_run_time([weights]):
+        # TensorFlow under XLA drops run-time checks; a shape-only pass on
+        # placeholder tensors (PyTorch's meta tensors, used by Keras to
+        # infer output shapes) has no values. The real step checks them.
+        return weights
+    w = ops.cast(weights, "float32")
+    flag = ops.where(w >= 0, w * 0, w * 0 + np.nan)
+    (flag,) = gradients.assert_finite(
+        [flag], f"{_weights_message(neighbor_config)}: received NaN, "
+        "Inf or negative neighbour weight(s).")
+    # Ties the check to the result so a graph cannot prune it (adds 0).
+    return weights + ops.cast(flag, ops.dtype(weights))
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class NeighborFeatures(keras.layers.Layer):
     """Splits a packed feature dict into sample, neighbours and weights.
@@ -123,6 +184,9 @@ class NeighborFeatures(keras.layers.Layer):
     Raises:
         NeighborFeatureError (a KeyError and ValueError): when a neighbour
             feature or weight is missing or malformed.
+        ValueError: NaN, Inf or negative neighbour weights (eager; a
+            compiled step raises when it runs, except TensorFlow with XLA,
+            see `check_neighbor_weights`).
 
     Example:
     >>> inputs = {'words': keras.Input((1433,), name='words')}
@@ -168,8 +232,10 @@ class NeighborFeatures(keras.layers.Layer):
         return super().__call__(filtered, *args, **kwargs)
 
     def call(self, inputs, keep_rank=True):
-        return utils.unpack_neighbor_features(
+        sample, neighbors, weights = utils.unpack_neighbor_features(
             self._filter(inputs), self.neighbor_config, keep_rank=keep_rank)
+        return sample, neighbors, check_neighbor_weights(
+            weights, self.neighbor_config)
 
     def get_config(self):
         config = super().get_config()

@@ -104,3 +104,27 @@ def test_config_round_trip():
     restored = keras.saving.deserialize_keras_object(
         keras.saving.serialize_keras_object(layer))
     assert restored.neighbor_config == layer.neighbor_config
+
+
+@pytest.mark.parametrize("weight", [-1., np.nan, np.inf])
+def test_bad_weights_raise(weight):
+    features = _packed(2)
+    features["NL_nbr_1_weight"][1, 0] = weight
+    layer = layers.NeighborFeatures(
+        configs.GraphNeighborConfig(max_neighbors=2, prefix="NL_nbr_"))
+    with pytest.raises(ValueError, match=r"Neighbour weights "
+                       r"\(NL_nbr_<i>_weight\) must be finite and >= 0. "
+                       r"Received 1 bad weight"):
+        layer(features)
+
+
+def test_bad_weights_raise_in_a_functional_model():
+    config = configs.GraphNeighborConfig(max_neighbors=1)
+    inputs = {"F0": keras.Input((2,), name="F0")}
+    _, _, weights = layers.NeighborFeatures(config)(inputs)
+    model = keras.Model(inputs, weights)
+    features = _packed(1)
+    assert_allclose(model.predict(features, verbose=0), [[.25], [.25]])
+    features["NL_nbr_0_weight"][0, 0] = np.nan
+    with pytest.raises(Exception, match="must be finite and >= 0"):
+        model.predict(features, verbose=0)
