@@ -379,14 +379,40 @@ class LabeledWrapper(keras.Model):
     def fit(self, x=None, y=None, batch_size=None, **kwargs):
         _distribution.check_batches(self, x, batch_size,
                                     kwargs.get("steps_per_epoch"))
+        x, y = self._labels_beside_sample_weight(x, y, kwargs)
         with nonfinite_gradient_errors_first():
             return super().fit(x, y, batch_size=batch_size, **kwargs)
 
     def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
         _distribution.check_batches(self, x, batch_size,
                                     kwargs.get("steps"))
+        x, y = self._labels_beside_sample_weight(x, y, kwargs)
         with nonfinite_gradient_errors_first():
             return super().evaluate(x, y, batch_size=batch_size, **kwargs)
+
+    def _labels_beside_sample_weight(self, x, y, kwargs):
+        """Moves labels out of an input dict when `sample_weight` is given.
+
+        Keras drops `sample_weight` (and `class_weight`) without a word when
+        `y` is None, which is always the case with NSL 1.4's dict input
+        (`fit({'feature': x, 'label': y}, sample_weight=w)`). The labels are
+        handed to Keras as `y` instead, so the weights are used.
+        """
+        if (y is not None or not isinstance(x, dict) or all(
+                kwargs.get(k) is None
+                for k in ("sample_weight", "class_weight"))):
+            return x, y
+        present = [k for k in self.label_keys if k in x]
+        if len(present) != len(self.label_keys) or (
+                self.base_with_labels_in_features):
+            raise ValueError(
+                "`sample_weight`/`class_weight` need the labels as `y` "
+                "(Keras ignores them when `y` is not given): pass "
+                "`fit(features, labels, sample_weight=...)`, or put the "
+                "weights in the input dict under `sample_weight_key`.")
+        labels = [x[k] for k in self.label_keys]
+        x = {k: v for k, v in x.items() if k not in self.label_keys}
+        return x, labels[0] if len(labels) == 1 else labels
 
     def train_on_batch(self, *args, **kwargs):
         with nonfinite_gradient_errors_first():

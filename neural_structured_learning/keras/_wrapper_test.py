@@ -96,3 +96,28 @@ def test_unweighted_metrics_ignore_sample_weights():
     assert model.metrics_names[:4] == [
         "loss", "sparse_categorical_crossentropy",
         "sparse_categorical_accuracy", "sparse_categorical_accuracy_2"]
+
+
+@pytest.mark.parametrize("make", [adversarial, vat], ids=lambda f: f.__name__)
+def test_sample_weight_argument_with_labels_in_the_dict(make):
+    # Keras drops `sample_weight` when `y` is None; NSL 1.4's dict input
+    # always has y None, so the wrapper hands the labels to Keras as `y`.
+    weights = np.zeros(16, "float32")
+    weights[:2] = 1.0
+    results = []
+    for form in ("dict", "arrays", "unweighted"):
+        keras.utils.set_random_seed(0)
+        model, data, _ = make()
+        model.compile(keras.optimizers.SGD(0.1),
+                      loss="sparse_categorical_crossentropy")
+        if form == "dict":
+            args, kwargs = (data,), dict(sample_weight=weights)
+        elif form == "arrays":
+            args, kwargs = (X, Y), dict(sample_weight=weights)
+        else:
+            args, kwargs = (data,), {}
+        model.fit(*args, batch_size=16, epochs=1, shuffle=False, verbose=0,
+                  **kwargs)
+        results.append(model.base_model.get_weights()[0])
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(results[0], results[2], atol=1e-6)
