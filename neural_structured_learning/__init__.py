@@ -8,27 +8,16 @@ Keras or any deep-learning framework installed; `nsl.lib` and `nsl.keras` need
 Keras 3 and one backend.
 """
 
-import importlib
 import os
 
 from neural_structured_learning import _jax_flags
+from neural_structured_learning._core import lazy
 from neural_structured_learning.version import __version__
 
 if os.environ.get("KERAS_BACKEND") == "jax":
     _jax_flags.configure(warn=False)
 
-_SUBPACKAGES = ("configs", "evaluation", "keras", "lib", "tools")
+__all__ = ["__version__", "configs", "evaluation", "keras", "lib", "tools"]
 
-__all__ = ["__version__", *_SUBPACKAGES]
-
-
-def __getattr__(name):
-    if name in _SUBPACKAGES:
-        module = importlib.import_module(f"{__name__}.{name}")
-        globals()[name] = module
-        return module
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(__all__)
+__getattr__, __dir__ = lazy.exports(__name__, {
+    name: name for name in ("configs", "evaluation", "keras", "lib", "tools")})

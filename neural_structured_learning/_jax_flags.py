@@ -16,15 +16,13 @@ top-level package calls it when KERAS_BACKEND=jax, and
 """
 
 import os
-import sys
 import warnings
+
+from neural_structured_learning import _internals
 
 FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler"
 
 
-def _jax_started():
-    bridge = sys.modules.get("jax._src.xla_bridge")
-    return bool(bridge is not None and getattr(bridge, "_backends", None))
 
 
 def configure(warn=True):
@@ -32,7 +30,7 @@ def configure(warn=True):
     flags = os.environ.get("XLA_FLAGS", "")
     if FLAG in flags or os.environ.get("NSL_KEEP_XLA_FLAGS"):
         return
-    if _jax_started():
+    if _internals.jax_backends_started():
         if warn:
             warnings.warn(
                 "JAX started before neural_structured_learning was imported, "

@@ -7,9 +7,10 @@
 
 Adding a subcommand takes one function: decorate `configure(parser)` with
 `@subcommand(name, help=...)`; it adds its arguments to `parser` (a
-`FlagParser`, i.e. an `argparse.ArgumentParser`) and returns the handler,
-`handler(args) -> int | None`. Only the chosen subcommand's `configure` runs,
-so heavy imports (Keras, FAISS, ...) belong inside it or the handler:
+`_core.flags.FlagParser`, i.e. an `argparse.ArgumentParser`) and returns
+the handler, `handler(args) -> int | None`. Only the chosen subcommand's
+`configure` runs, so heavy imports (Keras, FAISS, ...) belong inside it or
+the handler:
 
     @subcommand("hello", help="Print a greeting.")
     def _hello(parser):
@@ -20,10 +21,9 @@ Importing this module imports no deep-learning framework.
 """
 
 import argparse
-import logging
 import sys
 
-from neural_structured_learning.tools import _flags
+from neural_structured_learning._core.command import run_command
 
 _SUBCOMMANDS = {}
 
@@ -61,39 +61,6 @@ def _evaluate(parser):
     # pylint: disable=import-outside-toplevel
     from neural_structured_learning.evaluation._cli import configure
     return configure(parser)
-
-
-def run_command(prog, configure, argv, description=None):
-    """Parses `argv` for one command and runs it.
-
-    Logs go to stderr at INFO level. Errors from bad inputs (`ValueError`,
-    `OSError`, `ImportError`, e.g. a malformed file or a missing one) are
-    printed as one line, `<prog>: error: <message>`, with exit status 1;
-    usage errors exit with status 2, as argparse does.
-
-    Args:
-        prog: the program name shown in usage and error messages.
-        configure: `configure(parser) -> handler`, see `subcommand`.
-        argv: the arguments after the program (and subcommand) name.
-        description: text shown by `--help`.
-
-    Returns:
-        The exit status.
-    """
-    parser = _flags.FlagParser(prog=prog, description=description)
-    handler = configure(parser)
-    args = parser.parse(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s",
-                        stream=sys.stderr)
-    logging.getLogger("faiss").setLevel(logging.WARNING)  # its loader is chatty
-    try:
-        status = handler(args)
-    except _flags.UsageError as e:
-        parser.error(str(e))
-    except (ValueError, OSError, ImportError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 1
-    return 0 if status is None else status
 
 
 def main(argv=None):

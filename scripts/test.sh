@@ -11,14 +11,38 @@ if [ -x .venv-nsl14/bin/python ]; then
 fi
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
 PYTEST=(.venv/bin/python -m pytest -q -rs -p no:cacheprovider)
+# Docstring examples run as doctests: --doctest-modules imports every module
+# (conftest.py skips the other backends' lib/_gradients_<backend>.py and the
+# tests/*_worker.py scripts, and gives the examples np, keras and nsl).
+DOCTEST=(--doctest-modules)
 
 echo "=== framework-free: configs and tools"
-"${PYTEST[@]}" neural_structured_learning/configs neural_structured_learning/tools
+"${PYTEST[@]}" "${DOCTEST[@]}" \
+    neural_structured_learning/configs neural_structured_learning/tools
 for backend in tensorflow jax torch; do
     echo "=== KERAS_BACKEND=$backend"
-    KERAS_BACKEND=$backend "${PYTEST[@]}" -n 2 neural_structured_learning \
+    KERAS_BACKEND=$backend "${PYTEST[@]}" "${DOCTEST[@]}" -n 2 \
+        neural_structured_learning \
         --ignore=neural_structured_learning/configs \
         --ignore=neural_structured_learning/tools
+done
+# The oldest Keras that pyproject.toml accepts: the private-API pins
+# (_internals_test.py) and the core wrapper tests, per backend. Keras is pure
+# Python, so it is installed beside .venv (--target), not as a second venv.
+OLDEST_KERAS=3.14.0
+echo "=== oldest supported Keras ($OLDEST_KERAS)"
+if [ ! -f .venv-keras-oldest/keras/__init__.py ] || ! grep -q "$OLDEST_KERAS" \
+        .venv-keras-oldest/keras/src/version.py 2>/dev/null; then
+    rm -rf .venv-keras-oldest
+    .venv/bin/pip install -q --disable-pip-version-check --no-deps \
+        --target .venv-keras-oldest "keras==$OLDEST_KERAS"
+fi
+for backend in tensorflow jax torch; do
+    PYTHONPATH=.venv-keras-oldest KERAS_BACKEND=$backend "${PYTEST[@]}" \
+        neural_structured_learning/_internals_test.py \
+        neural_structured_learning/lib/gradients_test.py \
+        neural_structured_learning/keras/_wrapper_test.py \
+        neural_structured_learning/keras/adversarial_regularization_test.py
 done
 echo "=== cross-backend and NSL 1.4 agreement"
 "${PYTEST[@]}" tests

@@ -34,6 +34,9 @@ import numbers
 import attr
 import numpy as np
 
+from neural_structured_learning._core import naming
+from neural_structured_learning._core import validation
+
 
 class _StrEnum(str, enum.Enum):
     """A string-valued enum that also compares equal to its value."""
@@ -220,11 +223,7 @@ def _positive_or_none(instance, attribute, value):
 
 def _non_negative_int(instance, attribute, value):
     del instance
-    if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
-            or value < 0):
-        raise ValueError(
-            f"`{attribute.name}` must be an integer >= 0. Received: "
-            f"{attribute.name}={value!r}")
+    validation.check_int(attribute.name, value, 0)
 
 
 def _int_or_none(instance, attribute, value):
@@ -577,8 +576,8 @@ class GraphNeighborConfig(_ConfigMixin):
         max_neighbors: neighbours used per sample; 0 disables graph
             regularization.
     """
-    prefix = attr.ib(default="NL_nbr_")
-    weight_suffix = attr.ib(default="_weight")
+    prefix = attr.ib(default=naming.NBR_PREFIX)
+    weight_suffix = attr.ib(default=naming.WEIGHT_SUFFIX)
     max_neighbors = attr.ib(default=0, validator=_non_negative_int)
 
 

@@ -142,6 +142,69 @@ def test_get_config_round_trip_through_json(config):
     assert type(config).from_config(json.loads(blob)) == config
 
 
+# One instance of every config class, every field away from its default, so
+# that a field `get_config` drops or `from_config` does not rebuild (a nested
+# config left a dict, an enum left a string) is noticed.
+_NON_DEFAULT = [
+    configs.AdvNeighborConfig(
+        feature_mask={"a": 0.5, "b": None}, adv_step_size=0.1,
+        adv_grad_norm="l1", clip_value_min=[0.0, None],
+        clip_value_max=[1.0, 2.0], pgd_iterations=3, pgd_epsilon=0.3,
+        random_init=True, nonfinite_gradient="raise"),
+    configs.AdvRegConfig(0.5, configs.AdvNeighborConfig(
+        adv_step_size=0.2, adv_grad_norm="infinity")),
+    configs.AdvTargetConfig("random", 1.0),
+    configs.DistanceConfig("cosine", configs.Reduction.MEAN, -1, "softmax"),
+    configs.DecayConfig(5, 0.5, 0.1, "natural_exp_decay"),
+    configs.IntegrationConfig("tucker_decomp", [4, 2], "relu"),
+    configs.VirtualAdvConfig(
+        configs.AdvNeighborConfig(adv_step_size=2.0, adv_grad_norm="l1"),
+        configs.DistanceConfig("kl_divergence", sum_over_axis=-1), 2, 0.1),
+    configs.GraphBuilderConfig("node", "vector", 0.5, 4, 2, 3),
+    configs.GraphNeighborConfig("nbr_", "_w", 2),
+    configs.GraphRegConfig(configs.GraphNeighborConfig(max_neighbors=3),
+                           0.1, configs.DistanceConfig("l1")),
+]
+
+
+def _config_classes():
+    """Every attrs config class defined in or exported by `nsl.configs`."""
+    found = {obj for module in (configs, configs.configs)
+             for obj in vars(module).values()
+             if isinstance(obj, type) and attr.has(obj)}
+    return sorted(found, key=lambda cls: cls.__name__)
+
+
+def test_every_config_class_is_exported_and_has_a_round_trip_case():
+    classes = _config_classes()
+    assert len(classes) >= 10
+    assert {cls.__name__ for cls in classes} <= set(configs.__all__)
+    assert {type(c) for c in _NON_DEFAULT} == set(classes)
+
+
+@pytest.mark.parametrize("cls", _config_classes(), ids=lambda c: c.__name__)
+def test_from_config_get_config_round_trips(cls):
+    (config,) = [c for c in _NON_DEFAULT if type(c) is cls]
+    for field in attr.fields(cls):
+        if field.default is not attr.NOTHING:
+            default = (field.default.factory()
+                       if isinstance(field.default, attr.Factory)
+                       else field.default)
+            assert getattr(config, field.name) != default, field.name
+    blob = config.get_config()
+    rebuilt = cls.from_config(json.loads(json.dumps(blob)))
+    assert type(rebuilt) is cls
+    assert rebuilt == config
+    assert rebuilt.get_config() == blob
+    for field in attr.fields(cls):  # Same types: enums, nested configs.
+        assert (type(getattr(rebuilt, field.name))
+                is type(getattr(config, field.name))), field.name
+    # Defaults too, where every field has one.
+    if all(f.default is not attr.NOTHING for f in attr.fields(cls)):
+        assert cls.from_config(json.loads(json.dumps(
+            cls().get_config()))) == cls()
+
+
 def test_array_constraints_serialise():
     np = pytest.importorskip("numpy")
     config = configs.AdvNeighborConfig(feature_mask=np.array([0.0, 1.0]))

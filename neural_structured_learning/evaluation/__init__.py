@@ -12,9 +12,28 @@ Names are imported on first use, so importing this package (and the `nsl`
 command line) does not import Keras.
 """
 
-import importlib
+from neural_structured_learning._core import lazy
 
-_EXPORTS = {
+__all__ = [
+    "Attack",
+    "OutputKind",
+    "RobustnessWarning",
+    "attack_grid",
+    "attack_loss",
+    "detect_output_kind",
+    "evaluate_robustness",
+    "fgsm",
+    "generate_adversarial",
+    "mark_rows",
+    "pgd",
+    "plot_accuracy_vs_eps",
+    "plot_adversarial_examples",
+    "predict_classes",
+    "sanity_checks",
+    "to_markdown",
+]
+
+__getattr__, __dir__ = lazy.exports(__name__, {
     "Attack": "_attacks",
     "OutputKind": "_outputs",
     "RobustnessWarning": "_checks",
@@ -27,23 +46,8 @@ _EXPORTS = {
     "mark_rows": "_checks",
     "pgd": "_attacks",
     "plot_accuracy_vs_eps": "_report",
-    "predict_classes": "_evaluate",
     "plot_adversarial_examples": "_report",
+    "predict_classes": "_evaluate",
     "sanity_checks": "_checks",
     "to_markdown": "_report",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
-        value = getattr(module, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(__all__)
+})

@@ -3,6 +3,8 @@
 import dataclasses
 import numbers
 
+from neural_structured_learning._core import validation as _validation
+
 NORMS = ("infinity", "l2", "l1")
 METHODS = ("fgsm", "pgd")
 _NORM_ALIASES = {"infinity": "infinity", "inf": "infinity",
@@ -20,14 +22,6 @@ def canonical_norm(norm):
             f"`norm` must be one of {', '.join(map(repr, NORMS))} (or "
             f"'linf', 'inf'). Received: norm={norm!r}")
     return _NORM_ALIASES[key]
-
-
-def _check_int(name, value, minimum):
-    if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
-            or value < minimum):
-        raise ValueError(f"`{name}` must be an integer >= {minimum}. "
-                         f"Received: {name}={value!r}")
-    return int(value)
 
 
 def _check_eps(eps):
@@ -76,7 +70,7 @@ class Attack:
         adversarial attacks": https://arxiv.org/abs/1706.06083
 
     Example:
-    >>> Attack("pgd", eps=0.3, steps=40).label
+    >>> nsl.evaluation.Attack("pgd", eps=0.3, steps=40).label
     'PGD-40 Linf eps=0.3'
     """
 
@@ -95,8 +89,8 @@ class Attack:
                 f"`method` must be one of {', '.join(map(repr, METHODS))}. "
                 f"Received: method={self.method!r}")
         eps = _check_eps(self.eps)
-        steps = _check_int("steps", self.steps, 1)
-        restarts = _check_int("restarts", self.restarts, 1)
+        steps = _validation.check_int("steps", self.steps, 1)
+        restarts = _validation.check_int("restarts", self.restarts, 1)
         if method == "fgsm" and steps != 1:
             raise ValueError(
                 "FGSM takes exactly one step of size `eps`; use "
@@ -190,9 +184,12 @@ def attack_grid(eps, norm="infinity", *, methods=METHODS, steps=40,
         A list of `Attack`, radii in increasing order, FGSM before PGD.
 
     Example:
-    >>> [a.label for a in attack_grid([0.1, 0.3], steps=10)]
-    ['FGSM Linf eps=0.1', 'PGD-10 Linf eps=0.1', 'FGSM Linf eps=0.3', \
-'PGD-10 Linf eps=0.3']
+    >>> for attack in nsl.evaluation.attack_grid([0.1, 0.3], steps=10):
+    ...     print(attack.label)
+    FGSM Linf eps=0.1
+    PGD-10 Linf eps=0.1
+    FGSM Linf eps=0.3
+    PGD-10 Linf eps=0.3
     """
     radii = [eps] if isinstance(eps, numbers.Real) else list(eps)
     if isinstance(methods, str):

@@ -18,7 +18,7 @@ import warnings
 
 import numpy as np
 
-from neural_structured_learning.tools import _flags
+from neural_structured_learning._core import flags as _flags
 
 _FLAGS = [
     _flags.Flag("eps", str, "0.1,0.2,0.3",

@@ -1,6 +1,5 @@
 """Robust accuracy of a classifier under FGSM and PGD, white-box and transfer."""
 
-import sys
 import time
 import warnings
 
@@ -8,6 +7,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from neural_structured_learning._core import progress as _progress
 from neural_structured_learning.evaluation import _attacks
 from neural_structured_learning.evaluation import _checks
 from neural_structured_learning.evaluation import _outputs
@@ -73,21 +73,6 @@ class _Classifier:
         adv, _ = adversarial_neighbor.gen_adv_neighbor(
             ops.convert_to_tensor(x), objective, config, seed=seed)
         return np.asarray(ops.convert_to_numpy(adv))
-
-
-def _progress_bar(total, desc, enabled):
-    """A tqdm bar on stderr, or None (disabled, or tqdm missing)."""
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    if enabled:
-        try:
-            import tqdm  # pylint: disable=import-outside-toplevel
-        except ImportError:
-            enabled = False
-        else:
-            return tqdm.tqdm(total=total, desc=desc, unit="batch",
-                             dynamic_ncols=True, file=sys.stderr)
-    return None
 
 
 def _batches(n, batch_size):
@@ -271,9 +256,27 @@ def evaluate_robustness(model, x, y, attacks=None, *, sources=None,
             `loss` or `batch_size`.
 
     Example:
-    >>> rows = evaluate_robustness(model, x_test, y_test,
-    ...                            attack_grid([0.1, 0.3]), clip=(0, 1))
-    >>> print(to_markdown(rows))
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    >>> x_test = np.random.rand(32, 4).astype('float32')
+    >>> y_test = np.random.randint(0, 3, size=32)
+    >>> rows = nsl.evaluation.evaluate_robustness(
+    ...     model, x_test, y_test,
+    ...     nsl.evaluation.attack_grid([0.1, 0.3], steps=5), clip=(0, 1),
+    ...     sanity_checks=False)
+    >>> print(nsl.evaluation.to_markdown(rows, ['label', 'n', 'output'],
+    ...                                  checks=False))
+    | label | n | output |
+    |---|---|---|
+    | clean | 32 | logits |
+    | FGSM Linf eps=0.1 | 32 | logits |
+    | PGD-5 Linf eps=0.1 | 32 | logits |
+    | FGSM Linf eps=0.3 | 32 | logits |
+    | PGD-5 Linf eps=0.3 | 32 | logits |
+    >>> all(row['accuracy'] <= rows[0]['accuracy'] for row in rows)
+    True
+
+    `print(nsl.evaluation.to_markdown(rows))` prints every column, the
+    accuracies included.
     """
     attacks = _attacks.attack_grid((0.1, 0.2, 0.3)) if attacks is None else (
         _validation.check_attacks(attacks))
@@ -337,8 +340,10 @@ def _run(target, attackers, runs, x, y, clip, loss, batch_size, seed,
     seeds = [keras.random.SeedGenerator(seed + 7919 * i)
              for i in range(len(runs))]
     clean_correct, saturated, n_batches = 0, 0.0, 0
-    bar = _progress_bar(-(-n // min(batch_size, n)),
-                        f"{model_name}: {len(runs)} attacks", progress)
+    bar = _progress.progress_bar(
+        total=-(-n // min(batch_size, n)),
+        desc=f"{model_name}: {len(runs)} attacks", unit="batch",
+        enabled=progress, unit_scale=False)
     for idx, valid in _batches(n, batch_size):
         n_batches += 1
         x_b, y_b = x[idx], y[idx]
@@ -355,10 +360,8 @@ def _run(target, attackers, runs, x, y, clip, loss, batch_size, seed,
             robust[i] += int(still[:valid].sum())
             seconds[i] += time.perf_counter() - start
             grad_evals[i] += attacker.grad_evals - evals_before
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+        bar.update(1)
+    bar.close()
     rows = [dict(_row(model_name, "-", None, loss, n, clean_correct / n,
                       target.kind, "clean", 0.0, 0),
                  notes=_output_notes(target.kind, saturated / n))]

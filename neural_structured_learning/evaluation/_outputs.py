@@ -137,7 +137,7 @@ def detect_output_kind(outputs, output="auto", *, model=None):
             outputs contradict.
 
     Example:
-    >>> detect_output_kind([[0.2, 0.8], [0.5, 0.5]]).kind
+    >>> nsl.evaluation.detect_output_kind([[0.2, 0.8], [0.5, 0.5]]).kind
     'probabilities'
     """
     if output not in OUTPUTS:

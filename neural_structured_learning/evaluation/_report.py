@@ -28,8 +28,8 @@ def to_markdown(rows, columns=MARKDOWN_COLUMNS, *, checks=True):
         A string: the table, then (with `checks`) one line per check.
 
     Example:
-    >>> print(to_markdown([{'model': 'm', 'accuracy': 0.5}],
-    ...                   ['model', 'accuracy'], checks=False))
+    >>> print(nsl.evaluation.to_markdown([{'model': 'm', 'accuracy': 0.5}],
+    ...                                  ['model', 'accuracy'], checks=False))
     | model | accuracy |
     |---|---|
     | m | 0.5000 |

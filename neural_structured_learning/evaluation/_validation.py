@@ -4,6 +4,7 @@ import numbers
 
 import numpy as np
 
+from neural_structured_learning._core import validation as _core_validation
 from neural_structured_learning.evaluation import _attacks
 
 
@@ -105,11 +106,7 @@ def check_labels(y, n, num_classes):
 
 
 def check_batch_size(batch_size):
-    if isinstance(batch_size, bool) or not isinstance(
-            batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"`batch_size` must be an integer >= 1. Received: "
-                         f"batch_size={batch_size!r}")
-    return int(batch_size)
+    return _core_validation.check_int("batch_size", batch_size, 1)
 
 
 def check_attacks(attacks):

@@ -3,6 +3,8 @@
 import keras
 from keras import tree
 
+from neural_structured_learning import _internals
+
 
 def call(base_model, features, training=None, **kwargs):
     """Calls `base_model` on `features`, routing a dict to its inputs.
@@ -22,11 +24,7 @@ def call(base_model, features, training=None, **kwargs):
     return base_model(features, training=training, **kwargs)
 
 
-def input_structure(model):
-    struct = getattr(model, "_inputs_struct", None)
-    if struct is None and getattr(model, "_functional", None) is not None:
-        struct = model._functional._inputs_struct
-    return struct
+input_structure = _internals.input_structure
 
 
 def _route(model, features):

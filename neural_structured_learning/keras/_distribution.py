@@ -14,10 +14,10 @@ import re
 
 import keras
 from keras import tree
-from keras.src.losses import loss as _keras_loss
+from neural_structured_learning import _internals
 
-scale = _keras_loss.scale_loss_for_distribution
-unscale = _keras_loss.unscale_loss_for_distribution
+scale = _internals.scale_loss_for_distribution
+unscale = _internals.unscale_loss_for_distribution
 
 
 def num_replicas(model=None):
@@ -69,7 +69,7 @@ def check_batches(model, x, batch_size, steps_per_epoch=None):
 def check_layout_map(base_model):
     """Raises if a `ModelParallel` layout-map key names no base weight."""
     distribution = keras.distribution.distribution()
-    layout_map = getattr(distribution, "_layout_map", None)
+    layout_map = _internals.layout_map(distribution)
     if not isinstance(distribution, keras.distribution.ModelParallel) or (
             layout_map is None):
         return

@@ -20,6 +20,7 @@ from keras import ops
 from keras import tree
 
 from neural_structured_learning.keras import _base_model
+from neural_structured_learning import _internals
 from neural_structured_learning.keras import _distribution
 from neural_structured_learning.lib import adversarial_neighbor
 
@@ -178,8 +179,8 @@ def metrics_names(model, compiled_names=None):
     for metric in model.metrics:
         # Keras's container of the compiled metrics (pinned by
         # `test_metrics_names_match_evaluate`).
-        if metric.name == "compile_metrics":
-            built = [m.name for m in metric.metrics]
+        if metric.name == _internals.COMPILE_METRICS_NAME:
+            built = _internals.compiled_metric_names(metric)
             names.extend(built or compiled_names or [])
         else:
             names.append(metric.name)

@@ -18,6 +18,7 @@ import keras
 from keras import ops
 from keras import tree
 
+from neural_structured_learning import _internals
 from neural_structured_learning.configs import configs
 from neural_structured_learning.keras import _distribution
 from neural_structured_learning.keras import _wrapper
@@ -149,12 +150,23 @@ class AdversarialRegularization(_wrapper.LabeledWrapper):
     >>> model = keras.Sequential([keras.Input((28, 28), name='feature'),
     ...                           keras.layers.Flatten(),
     ...                           keras.layers.Dense(10, 'softmax')])
-    >>> adv_model = AdversarialRegularization(
+    >>> adv_model = nsl.keras.AdversarialRegularization(
     ...     model, adv_config=nsl.configs.make_adv_reg_config(
     ...         multiplier=0.2, adv_step_size=0.05))
     >>> adv_model.compile('adam', 'sparse_categorical_crossentropy',
     ...                   ['accuracy'])
-    >>> adv_model.fit({'feature': x_train, 'label': y_train})
+    >>> x_train = np.random.rand(64, 28, 28).astype('float32')
+    >>> y_train = np.random.randint(0, 10, size=64)
+    >>> history = adv_model.fit({'feature': x_train, 'label': y_train},
+    ...                         batch_size=32, epochs=1, verbose=0)
+    >>> for name in sorted(history.history):
+    ...     print(name)
+    loss
+    scaled_adversarial_loss
+    sparse_categorical_accuracy
+    sparse_categorical_crossentropy
+    >>> tuple(model(x_train[:2]).shape)  # The base model was trained.
+    (2, 10)
     """
 
     def __init__(self, base_model, label_keys=("label",),
@@ -212,7 +224,7 @@ class AdversarialRegularization(_wrapper.LabeledWrapper):
             # backward pass so that float16 gradients do not underflow;
             # the fused pass would differentiate the unscaled loss.
             return []
-        for layer in self.base_model._flatten_layers():
+        for layer in _internals.flatten_layers(self.base_model):
             if getattr(layer, "activity_regularizer", None) is not None:
                 return []
         return list(self.base_model.trainable_variables)
@@ -252,8 +264,8 @@ class AdversarialRegularization(_wrapper.LabeledWrapper):
                 labeled = _with_gradients(labeled, variables, weight_grads)
         total = labeled
         for loss in self.losses:  # Regularizers of the clean pass.
-            total = total + ops.cast(self._aggregate_additional_loss(loss),
-                                     total.dtype)
+            total = total + ops.cast(
+                _internals.aggregate_additional_loss(self, loss), total.dtype)
         if self.adv_config.multiplier == 0:
             return total
         adv_loss = self._adversarial_loss(features, labels, sample_weight,

@@ -24,6 +24,7 @@ import keras
 from keras import ops
 from keras import tree
 
+from neural_structured_learning import _internals
 from neural_structured_learning.configs import configs
 from neural_structured_learning.keras import _base_model
 from neural_structured_learning.keras import _distribution
@@ -45,11 +46,10 @@ class _State:
 
 
 def _has_batch_statistics(model):
-    layers = getattr(model, "_flatten_layers", None)
-    if layers is None:
+    if not isinstance(model, keras.layers.Layer):
         return False
     return any(isinstance(layer, keras.layers.BatchNormalization)
-               for layer in layers(include_self=True))
+               for layer in _internals.flatten_layers(model))
 
 
 def _expand_weights(weights, rank):
@@ -118,14 +118,29 @@ class GraphRegularization(keras.Model):
             `keras/layers/neighbor_features.py`).
 
     Example:
+    >>> inputs = keras.Input((3,), name='words')
+    >>> base_model = keras.Model(inputs,
+    ...                          keras.layers.Dense(2, 'softmax')(inputs))
     >>> graph_config = nsl.configs.GraphRegConfig(
     ...     neighbor_config=nsl.configs.GraphNeighborConfig(max_neighbors=1))
     >>> graph_model = nsl.keras.GraphRegularization(base_model, graph_config)
     >>> graph_model.compile(optimizer='adam',
     ...                     loss=keras.losses.SparseCategoricalCrossentropy(),
     ...                     metrics=['accuracy'])
-    >>> graph_model.fit(train_dataset, epochs=5)
-    >>> graph_model.evaluate(test_dataset)  # No neighbours needed.
+    >>> # 8 samples, each with one neighbour (features and edge weight).
+    >>> x_train = {'words': np.random.rand(8, 3).astype('float32'),
+    ...            'NL_nbr_0_words': np.random.rand(8, 3).astype('float32'),
+    ...            'NL_nbr_0_weight': np.ones((8, 1), 'float32')}
+    >>> y_train = np.random.randint(0, 2, size=8)
+    >>> history = graph_model.fit(x_train, y_train, epochs=1, verbose=0)
+    >>> sorted(history.history)
+    ['accuracy', 'loss', 'scaled_graph_loss']
+    >>> x_test = {'words': np.random.rand(4, 3).astype('float32')}
+    >>> results = graph_model.evaluate(  # No neighbours needed.
+    ...     x_test, np.random.randint(0, 2, size=4), verbose=0,
+    ...     return_dict=True)
+    >>> sorted(results)
+    ['accuracy', 'loss', 'scaled_graph_loss']
     """
 
     def __init__(self, base_model, graph_reg_config=None, *,

@@ -20,13 +20,13 @@ interchangeable.
 
 import itertools
 import math
-import numbers
 
 import keras
 import numpy as np
 
+from neural_structured_learning._core import naming
+from neural_structured_learning._core import validation
 from neural_structured_learning.configs import configs
-from neural_structured_learning.lib import utils
 from neural_structured_learning.tools import graph_utils
 
 SAMPLINGS = ("top", "weighted", "uniform")
@@ -65,16 +65,14 @@ def _graph_to_csr(graph, num_nodes, node_ids=None, undirected=False,
     try:
         csr = graph_utils.load_graph_csr(
             graph, ids=ids, add_undirected_edges=undirected,
-            drop_self_loops=True, missing_ids=missing_ids)
-    except ValueError as error:
-        if "not in `ids`" in str(error) or "out of range" in str(error):
-            what = ("`node_ids` (the ids of the feature rows)"
-                    if node_ids is not None else
-                    f"the feature rows [0, {num_nodes}) (no `node_ids`)")
-            raise ValueError(
-                f"The graph has node ids that are not {what}: {error}"
-            ) from None
-        raise
+            drop_self_loops=True, drop_zero_weights=True,
+            missing_ids=missing_ids)
+    except graph_utils.UnknownNodeError as error:
+        what = ("`node_ids` (the ids of the feature rows)"
+                if node_ids is not None else
+                f"the feature rows [0, {num_nodes}) (no `node_ids`)")
+        raise ValueError(
+            f"The graph has node ids that are not {what}: {error}") from None
     if len(csr.weights) and csr.weights.min() < 0:
         bad = int(np.flatnonzero(csr.weights < 0)[0])
         source = int(np.searchsorted(csr.indptr, bad, side="right") - 1)
@@ -83,15 +81,6 @@ def _graph_to_csr(graph, num_nodes, node_ids=None, undirected=False,
             f"{int((csr.weights < 0).sum())} negative weight(s), e.g. "
             f"{str(csr.ids[source])!r} -> {str(csr.ids[csr.indices[bad]])!r} with "
             f"weight {csr.weights[bad]}.")
-    if len(csr.weights) and csr.weights.min() == 0:  # Drop zero weights.
-        keep = csr.weights > 0
-        rows = np.repeat(np.arange(num_nodes), np.diff(csr.indptr))
-        indptr = np.zeros(num_nodes + 1, np.int64)
-        np.cumsum(np.bincount(rows[keep], minlength=num_nodes),
-                  out=indptr[1:])
-        csr = graph_utils.Graph(ids=csr.ids, indptr=indptr,
-                                indices=csr.indices[keep],
-                                weights=csr.weights[keep])
     return csr
 
 
@@ -189,17 +178,11 @@ class _NeighborBatches:
                 f"Received {len(self.labels)}.")
         self.label_mask = self._label_mask(label_mask)
         self.seeds = self._seeds(seeds)
-        if (isinstance(batch_size, bool)
-                or not isinstance(batch_size, numbers.Integral)
-                or batch_size < 1):
-            raise ValueError(
-                f"`batch_size` must be an int >= 1. Received: "
-                f"batch_size={batch_size!r}")
+        self.batch_size = validation.check_int("batch_size", batch_size, 1)
         if sampling not in SAMPLINGS:
             raise ValueError(
                 f"`sampling` must be one of {list(SAMPLINGS)}. Received: "
                 f"sampling={sampling!r}")
-        self.batch_size = int(batch_size)
         self.sampling = sampling
         self.shuffle = bool(shuffle)
         self.drop_remainder = bool(drop_remainder)
@@ -226,7 +209,7 @@ class _NeighborBatches:
             return label_mask
         if self.labels is not None and self.labels.dtype.kind in "iu":
             flat = self.labels.reshape(self.num_nodes, -1)
-            return np.all(flat != -1, axis=1)
+            return np.all(flat != naming.UNLABELED, axis=1)
         return np.ones(self.num_nodes, bool)
 
     def _seeds(self, seeds):
@@ -285,11 +268,11 @@ class _NeighborBatches:
                 copies = copies.reshape((len(rows), k) + copies.shape[1:])
                 copies[~valid] = 0
                 for i in range(k):
-                    key = utils.neighbor_feature_name(self.neighbor_config,
+                    key = naming.neighbor_feature_name(self.neighbor_config,
                                                        i, name)
                     x[key] = copies[:, i]
             for i in range(k):
-                key = utils.neighbor_weight_name(self.neighbor_config, i)
+                key = naming.neighbor_weight_name(self.neighbor_config, i)
                 x[key] = weights[:, i:i + 1]
         if self.labels is None:
             return x
@@ -370,11 +353,20 @@ class NeighborBatchDataset(keras.utils.PyDataset):
             `use_multiprocessing`, `max_queue_size`).
 
     Example:
+    >>> x = np.random.rand(4, 3).astype('float32')  # 4 nodes, 3 features.
+    >>> y = np.array([0, 1, 0, 1])
+    >>> src, dst = np.array([0, 0, 1, 2]), np.array([1, 2, 0, 3])  # Edges.
     >>> config = nsl.configs.make_graph_reg_config(max_neighbors=2)
     >>> data = nsl.keras.NeighborBatchDataset(
-    ...     x, y, (src, dst), config.neighbor_config, feature_name='words')
-    >>> sorted(data[0][0])
-    ['NL_nbr_0_weight', 'NL_nbr_0_words', 'NL_nbr_1_weight', ...]
+    ...     x, y, (src, dst), config.neighbor_config, batch_size=2,
+    ...     feature_name='words', seed=0)
+    >>> len(data)
+    2
+    >>> features, labels = data[0]
+    >>> print(*sorted(features))
+    NL_nbr_0_weight NL_nbr_0_words NL_nbr_1_weight NL_nbr_1_words words
+    >>> features['NL_nbr_1_words'].shape, labels.shape
+    ((2, 3), (2,))
     """
 
     def __init__(self, features, labels, graph, neighbor_config, *,

@@ -28,6 +28,7 @@ import numpy as np
 from keras import ops
 from keras import tree
 
+from neural_structured_learning import _internals
 from neural_structured_learning.configs import configs
 from neural_structured_learning.keras import _distribution
 from neural_structured_learning.keras import _wrapper
@@ -244,8 +245,8 @@ class VirtualAdversarialRegularization(_wrapper.LabeledWrapper):
         labeled = self._labeled_mask(labels, mask, batch)
         total = self._supervised_loss(labels, y_pred, sample_weight, labeled)
         for loss in self.losses:  # Regularizers of the clean pass.
-            total = total + ops.cast(self._aggregate_additional_loss(loss),
-                                     total.dtype)
+            total = total + ops.cast(
+                _internals.aggregate_additional_loss(self, loss), total.dtype)
         from_logits = self._from_logits()
         if self.multiplier > 0:
             perturbed_training = (training if self.perturbed_pass_training

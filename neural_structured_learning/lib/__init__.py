@@ -6,22 +6,22 @@ tensors as well as dicts and lists of tensors.
 
 from neural_structured_learning.lib.abstract_gen_neighbor import GenNeighbor
 from neural_structured_learning.lib.adversarial_neighbor import gen_adv_neighbor
+from neural_structured_learning.lib.decay import decay_over_time
 from neural_structured_learning.lib.distances import jensen_shannon_divergence
 from neural_structured_learning.lib.distances import kl_divergence
 from neural_structured_learning.lib.distances import pairwise_distance_wrapper
 from neural_structured_learning.lib.gradients import value_and_input_gradients
+from neural_structured_learning.lib.masks import apply_feature_mask
+from neural_structured_learning.lib.neighbors import replicate_embeddings
+from neural_structured_learning.lib.neighbors import strip_neighbor_features
+from neural_structured_learning.lib.neighbors import unpack_neighbor_features
+from neural_structured_learning.lib.norms import maximize_within_unit_norm
+from neural_structured_learning.lib.norms import normalize
+from neural_structured_learning.lib.norms import project_to_ball
 from neural_structured_learning.lib.regularizer import adv_regularizer
 from neural_structured_learning.lib.regularizer import virtual_adv_regularizer
-from neural_structured_learning.lib.utils import apply_feature_mask
-from neural_structured_learning.lib.utils import decay_over_time
-from neural_structured_learning.lib.utils import get_target_indices
-from neural_structured_learning.lib.utils import maximize_within_unit_norm
-from neural_structured_learning.lib.utils import normalize
-from neural_structured_learning.lib.utils import project_to_ball
-from neural_structured_learning.lib.utils import random_in_norm_ball
-from neural_structured_learning.lib.utils import replicate_embeddings
-from neural_structured_learning.lib.utils import strip_neighbor_features
-from neural_structured_learning.lib.utils import unpack_neighbor_features
+from neural_structured_learning.lib.sampling import random_in_norm_ball
+from neural_structured_learning.lib.targets import get_target_indices
 
 __all__ = [
     "GenNeighbor",

@@ -13,15 +13,18 @@ import keras
 from keras import ops
 from keras import tree
 
+from neural_structured_learning.lib import _tensors
 from neural_structured_learning.lib import abstract_gen_neighbor
 from neural_structured_learning.lib import gradients
-from neural_structured_learning.lib import utils
+from neural_structured_learning.lib import masks
+from neural_structured_learning.lib import norms
+from neural_structured_learning.lib import sampling
 
 
 def is_differentiable_tensor(t):
     """True iff `t` is a backend tensor with a floating-point dtype."""
     return (ops.is_tensor(t) and not getattr(t, "is_sparse", False)
-            and utils.is_float(t))
+            and _tensors.is_float(t))
 
 
 # ---------------------------------------------------------------------------
@@ -121,7 +124,7 @@ def _perturbable(x):
     if x is None or getattr(x, "is_sparse", False) or isinstance(x, str):
         return False
     try:
-        return utils.is_float(ops.convert_to_tensor(x))
+        return _tensors.is_float(ops.convert_to_tensor(x))
     except Exception:  # pylint: disable=broad-except
         return False
 
@@ -202,9 +205,9 @@ def perturb(x0, keys, grad_fn, config, constraints, first_grads=None,
     def direction(grads):
         grads = [ops.cast(g, x.dtype) for g, x in zip(grads, x0)]
         grads = _finite(grads, config.nonfinite_gradient)
-        grads = [utils.apply_feature_mask(g, constraints.mask.get(k))
+        grads = [masks.apply_feature_mask(g, constraints.mask.get(k))
                  for k, g in zip(keys, grads)]
-        return utils.maximize_within_unit_norm(grads, norm)
+        return norms.maximize_within_unit_norm(grads, norm)
 
     def apply(delta):
         out = []
@@ -221,12 +224,12 @@ def perturb(x0, keys, grad_fn, config, constraints, first_grads=None,
         delta = [config.adv_step_size * d + (c - x)
                  for d, c, x in zip(direction(grads), current, x0)]
         if config.pgd_epsilon is not None:
-            delta = utils.project_to_ball(delta, config.pgd_epsilon, norm)
+            delta = norms.project_to_ball(delta, config.pgd_epsilon, norm)
         return apply(delta)
 
     if config.random_init:
         radius = config.pgd_epsilon or config.adv_step_size
-        current = apply(utils.random_in_norm_ball(x0, radius, norm, seed))
+        current = apply(sampling.random_in_norm_ball(x0, radius, norm, seed))
         start = 0
     else:
         grads = first_grads if first_grads is not None else grad_fn(x0)

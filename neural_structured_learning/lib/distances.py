@@ -9,7 +9,7 @@ from keras import ops
 from keras.backend import standardize_dtype
 
 from neural_structured_learning.configs import configs
-from neural_structured_learning.lib import utils
+from neural_structured_learning.lib import _tensors
 
 Reduction = configs.Reduction
 
@@ -84,7 +84,7 @@ def _check_axis(ndims, axis):
 
 def _check_distributions(axis, *distributions):
     for d in distributions:
-        value = utils.maybe_numpy(d)
+        value = _tensors.maybe_numpy(d)
         if value is None:
             continue
         if np.any(value < 0) or not np.allclose(value.sum(axis=axis), 1.0,
@@ -134,9 +134,11 @@ def kl_divergence(labels, predictions, axis=None, weights=1.0, scope=None,
             concrete) if an input is not a probability distribution.
 
     Example:
-    >>> kl_divergence([[1., 0, 0], [.1, .2, .7]], [[1., 0, 0], [.1, .9, 0]],
-    ...               axis=-1)
-    5.36609
+    >>> labels = np.array([[1., 0, 0], [.1, .2, .7]], 'float32')
+    >>> predictions = np.array([[1., 0, 0], [.1, .9, 0]], 'float32')
+    >>> loss = nsl.lib.kl_divergence(labels, predictions, axis=-1)
+    >>> round(float(loss), 4)
+    5.3661
     """
     del scope, loss_collection
     p, q = _prepare_divergence(labels, predictions, axis)
@@ -209,8 +211,12 @@ def pairwise_distance_wrapper(sources, targets, weights=1.0,
             the axis, shape mismatch.
 
     Example:
-    >>> pairwise_distance_wrapper([[1., 1], [2, 2]], [[1., 1], [0, 2]],
-    ...     distance_config=DistanceConfig('l2', sum_over_axis=-1))
+    >>> sources = np.array([[1., 1], [2, 2]], 'float32')
+    >>> targets = np.array([[1., 1], [0, 2]], 'float32')
+    >>> loss = nsl.lib.pairwise_distance_wrapper(
+    ...     sources, targets,
+    ...     distance_config=nsl.configs.DistanceConfig('l2', sum_over_axis=-1))
+    >>> float(loss)  # Mean over rows of the squared distances (0, 4).
     2.0
     """
     config = distance_config or configs.DistanceConfig()

@@ -12,9 +12,11 @@ import keras
 from keras import ops
 from keras import tree
 
+from neural_structured_learning.lib import _tensors
 from neural_structured_learning.lib import distances
 from neural_structured_learning.lib import gradients
-from neural_structured_learning.lib import utils
+from neural_structured_learning.lib import masks as feature_masks
+from neural_structured_learning.lib import norms
 
 
 def _accepts(fn, name):
@@ -55,20 +57,21 @@ def _normalize_jointly(tensors, norm_type):
     and so the perturbation (NSL 1.4 did; see docs/compatibility.md).
     An all-zero example stays zero.
     """
-    norm_type = utils._to_norm_type(norm_type)
+    norm_type = norms.to_norm_type(norm_type)
 
     def divide(ts, size):
-        return [t / ops.cast(utils._expand_to_rank(size, len(t.shape)), t.dtype)
+        return [t / ops.cast(_tensors.expand_to_rank(size, len(t.shape)),
+                             t.dtype)
                 for t in ts]
 
-    peak = utils._reduce_across(ops.max, [ops.abs(t) for t in tensors])
+    peak = _tensors.reduce_across(ops.max, [ops.abs(t) for t in tensors])
     tensors = divide(tensors, ops.where(peak > 0, peak, ops.ones_like(peak)))
     if norm_type == "infinity":
         return tensors  # Already unit max-norm; all-zero examples stay zero.
     if norm_type == "l1":
-        size = utils._reduce_across(ops.sum, [ops.abs(t) for t in tensors])
+        size = _tensors.reduce_across(ops.sum, [ops.abs(t) for t in tensors])
     else:
-        size = ops.sqrt(utils._reduce_across(
+        size = ops.sqrt(_tensors.reduce_across(
             ops.sum, [ops.square(t) for t in tensors]))
     # A non-zero example now has norm >= 1; the floor only keeps all-zero
     # examples at zero.
@@ -116,7 +119,8 @@ def virtual_adv_direction(inputs, embedding_fn, embedding, config,
 
     def masked_unit(ds):
         return _normalize_jointly(
-            [utils.apply_feature_mask(d, m) for d, m in zip(ds, masks)], norm)
+            [feature_masks.apply_feature_mask(d, m)
+             for d, m in zip(ds, masks)], norm)
 
     if initial_direction is not None:
         d = [ops.convert_to_tensor(t) for t in tree.flatten(initial_direction)]

@@ -298,3 +298,30 @@ def test_works_inside_compiled_function():
     x = ops.convert_to_tensor(f32([[3, -4]]))
     out = utils.maximize_within_unit_norm(identity(x), "l2")
     assert_allclose(out, [[.6, -.8]])
+
+
+def test_old_names_still_resolve():
+    # pylint: disable=import-outside-toplevel
+    import neural_structured_learning as nsl
+    from neural_structured_learning._core import naming
+    from neural_structured_learning.lib import decay
+    from neural_structured_learning.lib import masks
+    from neural_structured_learning.lib import neighbors
+    from neural_structured_learning.lib import norms
+    from neural_structured_learning.lib import sampling
+    from neural_structured_learning.lib import targets
+    moved = {
+        "apply_feature_mask": masks, "decay_over_time": decay,
+        "get_target_indices": targets, "maximize_within_unit_norm": norms,
+        "normalize": norms, "project_to_ball": norms,
+        "random_in_norm_ball": sampling, "replicate_embeddings": neighbors,
+        "strip_neighbor_features": neighbors,
+        "unpack_neighbor_features": neighbors,
+    }
+    for name, module in moved.items():
+        assert getattr(utils, name) is getattr(module, name)
+        assert getattr(nsl.lib, name) is getattr(module, name)
+    assert utils.NeighborFeatureError is neighbors.NeighborFeatureError
+    assert utils.neighbor_feature_name is naming.neighbor_feature_name
+    assert utils.neighbor_weight_name is naming.neighbor_weight_name
+    assert set(utils.__all__) >= set(moved)

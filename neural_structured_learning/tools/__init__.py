@@ -5,7 +5,8 @@
 * `pack_nbrs`: merge each labeled example with its neighbours' features.
 * `read_tsv_graph`, `write_tsv_graph`, `add_edge`, `add_undirected_edges`:
   the NSL 1.4 graph helpers (`dict` graphs and TSV files).
-* `load_graph_csr`, `Graph`: a graph as NumPy CSR arrays.
+* `load_graph_csr`, `Graph`: a graph as NumPy CSR arrays
+  (`UnknownNodeError` for edges to unknown nodes).
 * Sub-modules: `tfrecord` (TFRecord I/O with CRC checks) and
   `example_proto` (`tf.train.Example` without TensorFlow).
 
@@ -33,6 +34,7 @@ from neural_structured_learning.tools._graph_builder import build_graph
 from neural_structured_learning.tools._graph_builder import build_graph_from_config
 from neural_structured_learning.tools._packer import pack_nbrs
 from neural_structured_learning.tools.graph_utils import Graph
+from neural_structured_learning.tools.graph_utils import UnknownNodeError
 from neural_structured_learning.tools.graph_utils import add_edge
 from neural_structured_learning.tools.graph_utils import add_undirected_edges
 from neural_structured_learning.tools.graph_utils import load_graph_csr
@@ -41,6 +43,7 @@ from neural_structured_learning.tools.graph_utils import write_tsv_graph
 
 __all__ = [
     "Graph",
+    "UnknownNodeError",
     "add_edge",
     "add_undirected_edges",
     "build_graph",

@@ -5,8 +5,8 @@ import os
 
 import numpy as np
 
+from neural_structured_learning._core import progress as _progress
 from neural_structured_learning.tools import _fileio
-from neural_structured_learning.tools import _progress
 
 _logger = logging.getLogger(__name__)
 

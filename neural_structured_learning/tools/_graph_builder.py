@@ -8,11 +8,11 @@ import time
 import numpy as np
 
 from neural_structured_learning import configs as nsl_configs
+from neural_structured_learning._core import progress as _progress
+from neural_structured_learning._core import validation as _validation
 from neural_structured_learning.tools import _embeddings
 from neural_structured_learning.tools import _fileio
-from neural_structured_learning.tools import _progress
 from neural_structured_learning.tools import _similarity
-from neural_structured_learning.tools import _validation
 from neural_structured_learning.tools import graph_utils
 
 _logger = logging.getLogger(__name__)

@@ -23,16 +23,13 @@ import time
 
 import numpy as np
 
+from neural_structured_learning._core import naming
+from neural_structured_learning._core import progress as _progress
+from neural_structured_learning._core import validation as _validation
 from neural_structured_learning.tools import _fileio
-from neural_structured_learning.tools import _progress
-from neural_structured_learning.tools import _validation
 from neural_structured_learning.tools import graph_utils
 
 _logger = logging.getLogger(__name__)
-
-NUM_NBRS_FEATURE = "NL_num_nbrs"
-NBR_PREFIX = "NL_nbr_"
-WEIGHT_SUFFIX = "_weight"
 
 
 class _ExampleIndex:
@@ -233,11 +230,11 @@ class _Merger:
         example = self._example
         merged = example(seed)
         features = merged.features.feature
-        features[NUM_NBRS_FEATURE].int64_list.value.append(len(nbrs))
+        features[naming.NUM_NBRS_FEATURE].int64_list.value.append(len(nbrs))
         for i, (nbr, weight) in enumerate(zip(nbrs, weights)):
-            prefix = f"{NBR_PREFIX}{i}_"
-            features[f"{NBR_PREFIX}{i}{WEIGHT_SUFFIX}"].float_list.value.append(
-                weight)
+            prefix = f"{naming.NBR_PREFIX}{i}_"
+            weight_name = f"{naming.NBR_PREFIX}{i}{naming.WEIGHT_SUFFIX}"
+            features[weight_name].float_list.value.append(weight)
             for name, value in example(nbr).features.feature.items():
                 features[prefix + name].CopyFrom(value)
         return merged.SerializeToString()

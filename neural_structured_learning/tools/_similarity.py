@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from neural_structured_learning.tools import _progress
+from neural_structured_learning._core import progress as _progress
 
 _logger = logging.getLogger(__name__)
 

@@ -14,10 +14,11 @@ documented in `neural_structured_learning.tools`.
 
 import sys
 
-from neural_structured_learning.tools import _flags
+from neural_structured_learning._core import command
+from neural_structured_learning._core import flags as _flags
+from neural_structured_learning.tools._graph_builder import METHODS
 from neural_structured_learning.tools._graph_builder import build_graph
 from neural_structured_learning.tools._graph_builder import build_graph_from_config
-from neural_structured_learning.tools._graph_builder import METHODS
 
 __all__ = ["build_graph", "build_graph_from_config", "configure", "main"]
 
@@ -82,8 +83,7 @@ def _run(args):
 
 def main(argv=None):
     """Runs the 1.4 command line; returns the exit status."""
-    from neural_structured_learning import cli  # pylint: disable=import-outside-toplevel
-    return cli.run_command(
+    return command.run_command(
         "python -m neural_structured_learning.tools.build_graph", configure,
         sys.argv[1:] if argv is None else argv,
         "Builds a similarity graph from embeddings.")

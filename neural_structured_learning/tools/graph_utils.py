@@ -32,6 +32,7 @@ from neural_structured_learning.tools import _fileio
 
 __all__ = [
     "Graph",
+    "UnknownNodeError",
     "add_edge",
     "add_undirected_edges",
     "iter_tsv_edges",
@@ -289,6 +290,13 @@ def check_tsv_id(node_id):
             "graph TSV format cannot represent.")
 
 
+class UnknownNodeError(ValueError):
+    """An edge names a node that is not one of the given nodes (ids or rows).
+
+    Raised by `load_graph_csr` with `missing_ids="raise"`.
+    """
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Graph:
     """A weighted directed graph as CSR arrays, rows indexed by node.
@@ -361,7 +369,8 @@ class Graph:
 
 
 def load_graph_csr(graph, *, ids=None, add_undirected_edges=False,
-                   drop_self_loops=False, missing_ids="raise"):
+                   drop_self_loops=False, drop_zero_weights=False,
+                   missing_ids="raise"):
     """Loads a graph into CSR arrays with string ids mapped to rows.
 
     Accepted inputs:
@@ -406,6 +415,8 @@ def load_graph_csr(graph, *, ids=None, add_undirected_edges=False,
             your feature rows, in order). Must be unique.
         add_undirected_edges: whether to add the reverse of every edge.
         drop_self_loops: whether to drop edges `i -> i`.
+        drop_zero_weights: whether to drop edges of weight 0 (after
+            duplicates are merged, keeping the largest weight).
         missing_ids: with `ids` given, what to do with an edge whose source
             or target is not in `ids`: `"raise"` (default) or `"drop"`.
 
@@ -415,7 +426,8 @@ def load_graph_csr(graph, *, ids=None, add_undirected_edges=False,
     Raises:
         ValueError: for malformed inputs (TSV lines, non-finite weights,
             arrays of mismatched shapes, negative indices, duplicate `ids`),
-            or ids missing from `ids` with `missing_ids="raise"`.
+            or ids missing from `ids` with `missing_ids="raise"` (an
+            `UnknownNodeError`, as are row indices out of range).
         TypeError: for an unsupported `graph` type.
     """
     if missing_ids not in ("raise", "drop"):
@@ -443,6 +455,9 @@ def load_graph_csr(graph, *, ids=None, add_undirected_edges=False,
         weights = np.concatenate([weights, weights])
     rank = string_rank(node_ids)
     src, dst, weights = dedupe_max_weight(src, dst, weights)
+    if drop_zero_weights:
+        keep = weights != 0
+        src, dst, weights = src[keep], dst[keep], weights[keep]
     order = np.lexsort((-rank[dst], -weights, src))
     src, dst, weights = src[order], dst[order], weights[order]
     num_nodes = len(node_ids)
@@ -552,8 +567,9 @@ def _index_edges(src, dst, weights, ids, num_rows):
     elif num_rows is None:
         num_rows = largest + 1
     if largest >= num_rows:
-        raise ValueError(f"Edge row index {largest} is out of range for "
-                         f"{num_rows} nodes (len(ids) = {num_rows}).")
+        raise UnknownNodeError(
+            f"Edge row index {largest} is out of range for {num_rows} nodes "
+            f"(len(ids) = {num_rows}).")
     node_ids = ids if ids is not None else np.arange(num_rows).astype(str)
     return src, dst, weights, node_ids
 
@@ -575,7 +591,7 @@ def _id_edges(node_ids, src, dst, weights, ids, missing_ids):
         if missing_ids == "raise":
             unknown = sorted(str(i) for i, row in zip(node_ids, lookup)
                              if row < 0)
-            raise ValueError(
+            raise UnknownNodeError(
                 f"{len(unknown)} graph node id(s) are not in `ids`, e.g. "
                 f"{unknown[:5]} ({int(missing.sum())} edge(s)). Pass "
                 "missing_ids='drop' to drop those edges.")

@@ -14,7 +14,8 @@ may be a glob (quote it), e.g. `'train-*.tfr'`. The library function
 
 import sys
 
-from neural_structured_learning.tools import _flags
+from neural_structured_learning._core import command
+from neural_structured_learning._core import flags as _flags
 from neural_structured_learning.tools._packer import pack_nbrs
 
 __all__ = ["configure", "main", "pack_nbrs"]
@@ -56,8 +57,7 @@ def _run(args):
 
 def main(argv=None):
     """Runs the 1.4 command line; returns the exit status."""
-    from neural_structured_learning import cli  # pylint: disable=import-outside-toplevel
-    return cli.run_command(
+    return command.run_command(
         "python -m neural_structured_learning.tools.pack_nbrs", configure,
         sys.argv[1:] if argv is None else argv,
         "Merges graph neighbours' features into labeled examples.")

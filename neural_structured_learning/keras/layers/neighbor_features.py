@@ -13,9 +13,11 @@ import keras
 import numpy as np
 from keras import ops
 
+from neural_structured_learning._core import naming
 from neural_structured_learning.configs import configs
+from neural_structured_learning.lib import _tensors
 from neural_structured_learning.lib import gradients
-from neural_structured_learning.lib import utils
+from neural_structured_learning.lib import neighbors as lib_neighbors
 
 _PACKAGE = "neural_structured_learning"
 
@@ -61,7 +63,7 @@ def make_missing_neighbor_inputs(neighbor_config, inputs,
     Example:
     >>> config = nsl.configs.GraphNeighborConfig(max_neighbors=1)
     >>> inputs = {'words': keras.Input((1433,), name='words')}
-    >>> sorted(make_missing_neighbor_inputs(config, inputs))
+    >>> sorted(nsl.keras.layers.make_missing_neighbor_inputs(config, inputs))
     ['NL_nbr_0_weight', 'NL_nbr_0_words']
     """
     neighbor_config = _neighbor_config(neighbor_config)
@@ -72,7 +74,7 @@ def make_missing_neighbor_inputs(neighbor_config, inputs,
     new_inputs = {}
     for i in range(neighbor_config.max_neighbors):
         for name in _sample_names(neighbor_config, inputs):
-            key = utils.neighbor_feature_name(neighbor_config, i, name)
+            key = naming.neighbor_feature_name(neighbor_config, i, name)
             if key in inputs:
                 continue
             tensor = inputs[name]
@@ -80,7 +82,7 @@ def make_missing_neighbor_inputs(neighbor_config, inputs,
                 shape=tuple(tensor.shape[1:]), batch_size=tensor.shape[0],
                 dtype=tensor.dtype, sparse=getattr(tensor, "sparse", False),
                 ragged=getattr(tensor, "ragged", False), name=key)
-        key = utils.neighbor_weight_name(neighbor_config, i)
+        key = naming.neighbor_weight_name(neighbor_config, i)
         if key not in inputs:
             new_inputs[key] = keras.Input(shape=(1,), dtype=weight_dtype,
                                           name=key)
@@ -120,7 +122,7 @@ def check_neighbor_weights(weights, neighbor_config):
     """
     if weights is None or _is_symbolic(weights):
         return weights
-    values = utils.maybe_numpy(weights)
+    values = _tensors.maybe_numpy(weights)
     if values is not None:
         if values.dtype.kind not in "fiub":
             return weights
@@ -190,10 +192,24 @@ class NeighborFeatures(keras.layers.Layer):
 
     Example:
     >>> inputs = {'words': keras.Input((1433,), name='words')}
-    >>> layer = NeighborFeatures(GraphNeighborConfig(max_neighbors=2))
+    >>> layer = nsl.keras.layers.NeighborFeatures(
+    ...     nsl.configs.GraphNeighborConfig(max_neighbors=2))
     >>> sample, neighbors, weights = layer(inputs)
-    >>> sorted(inputs)  # The neighbour inputs were added.
-    ['NL_nbr_0_weight', 'NL_nbr_0_words', 'NL_nbr_1_weight', ...]
+    >>> print(*sorted(inputs))  # The neighbour inputs were added.
+    NL_nbr_0_weight NL_nbr_0_words NL_nbr_1_weight NL_nbr_1_words words
+    >>> neighbors['words'].shape, weights.shape  # [B * N, ...], [B * N, 1]
+    ((None, 1433), (None, 1))
+
+    Eagerly, on a packed batch of 2 samples:
+
+    >>> batch = {'words': np.ones((2, 3), 'float32'),
+    ...          'NL_nbr_0_words': np.zeros((2, 3), 'float32'),
+    ...          'NL_nbr_0_weight': np.ones((2, 1), 'float32'),
+    ...          'NL_nbr_1_words': np.zeros((2, 3), 'float32'),
+    ...          'NL_nbr_1_weight': np.ones((2, 1), 'float32')}
+    >>> sample, neighbors, weights = layer(batch)
+    >>> tuple(neighbors['words'].shape), tuple(weights.shape)
+    ((4, 3), (4, 1))
     """
 
     def __init__(self, neighbor_config=None, feature_names=None,
@@ -232,7 +248,7 @@ class NeighborFeatures(keras.layers.Layer):
         return super().__call__(filtered, *args, **kwargs)
 
     def call(self, inputs, keep_rank=True):
-        sample, neighbors, weights = utils.unpack_neighbor_features(
+        sample, neighbors, weights = lib_neighbors.unpack_neighbor_features(
             self._filter(inputs), self.neighbor_config, keep_rank=keep_rank)
         return sample, neighbors, check_neighbor_weights(
             weights, self.neighbor_config)

@@ -99,8 +99,11 @@ class PairwiseDistance(keras.layers.Layer):
             mismatches (`Shapes ... are incompatible`).
 
     Example:
-    >>> layer = PairwiseDistance(DistanceConfig('l2'))
-    >>> layer([[1., 1, 1, 1]], [[[4., 3, 2, 1]]])  # mean of (9, 4, 1, 0)
+    >>> layer = nsl.keras.layers.PairwiseDistance(
+    ...     nsl.configs.DistanceConfig('l2'))
+    >>> sources = np.array([[1., 1, 1, 1]], 'float32')      # [B=1, D=4]
+    >>> targets = np.array([[[4., 3, 2, 1]]], 'float32')    # [B=1, N=1, D=4]
+    >>> float(layer(sources, targets))  # Mean of (9, 4, 1, 0).
     3.5
     """
 

@@ -1,9 +1,9 @@
-"""Progress bars for long tool runs (tqdm, on stderr)."""
+"""Progress bars for long runs (tqdm, on stderr)."""
 
 import sys
 
 
-def progress_bar(*, total=None, desc, unit, enabled=None):
+def progress_bar(*, total=None, desc, unit, enabled=None, unit_scale=True):
     """Returns a `tqdm` progress bar, or a silent stand-in.
 
     Args:
@@ -12,6 +12,7 @@ def progress_bar(*, total=None, desc, unit, enabled=None):
         unit: name of one step ("example", "line", ...).
         enabled: `True` to show the bar, `False` to hide it, `None` to show it
             only when stderr is a terminal.
+        unit_scale: show large counts with SI prefixes (`1.2k`).
 
     Returns:
         An object with `update(n)` and `close()`, usable as a context manager.
@@ -25,7 +26,7 @@ def progress_bar(*, total=None, desc, unit, enabled=None):
             enabled = False
         else:
             return tqdm.tqdm(total=total, desc=desc, unit=unit,
-                             unit_scale=True, dynamic_ncols=True,
+                             unit_scale=unit_scale, dynamic_ncols=True,
                              file=sys.stderr)
     return _NoProgress()
 
