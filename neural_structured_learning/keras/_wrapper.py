@@ -19,8 +19,8 @@ import keras
 from keras import ops
 from keras import tree
 
-from neural_structured_learning.keras import _base_model
 from neural_structured_learning import _internals
+from neural_structured_learning.keras import _base_model
 from neural_structured_learning.keras import _distribution
 from neural_structured_learning.lib import adversarial_neighbor
 

@@ -117,9 +117,10 @@ class AdversarialRegularization(_wrapper.LabeledWrapper):
     served model is `base_model`, unchanged; `predict` needs no labels.
 
     Efficiency: in training, the clean forward pass is recorded
-    (`nsl.lib.gradients.forward_with_loss_gradients`) and a single backward pass through
-    it gives the labeled loss's gradient with respect to both the inputs (for
-    the neighbour) and the weights, which `compute_loss` hands to Keras's
+    (`nsl.lib.gradients.forward_with_loss_gradients`), the labeled loss is
+    computed on that recording, and a single backward pass gives its
+    gradient with respect to both the inputs (for the neighbour) and the
+    weights, which `compute_loss` hands to Keras's
     training step; FGSM then costs one more forward-backward, on the
     neighbour. Extra
     PGD steps run as scratch passes whose variable writes (BatchNorm moving

@@ -25,13 +25,14 @@ from keras import ops
 from keras import tree
 
 from neural_structured_learning import _internals
+from neural_structured_learning._core import naming
 from neural_structured_learning.configs import configs
 from neural_structured_learning.keras import _base_model
 from neural_structured_learning.keras import _distribution
 from neural_structured_learning.keras import _wrapper
 from neural_structured_learning.keras.layers import neighbor_features
 from neural_structured_learning.keras.layers import pairwise_distance
-from neural_structured_learning.lib import utils
+from neural_structured_learning.lib import neighbors as lib_neighbors
 
 _PACKAGE = "neural_structured_learning"
 _NEIGHBOR_PASSES = ("batched", "separate")
@@ -289,7 +290,8 @@ class GraphRegularization(keras.Model):
     def _sample_features(self, inputs):
         if not isinstance(inputs, dict):
             return inputs
-        return utils.strip_neighbor_features(inputs, self.neighbor_config)
+        return lib_neighbors.strip_neighbor_features(
+            inputs, self.neighbor_config)
 
     def _input_names(self):
         structure = _base_model.input_structure(self.base_model)
@@ -328,7 +330,8 @@ class GraphRegularization(keras.Model):
                       if k in names or k.startswith(prefix)}
         else:
             self._check_every_feature_has_neighbors(inputs)
-        return utils.unpack_neighbor_features(inputs, self.neighbor_config)
+        return lib_neighbors.unpack_neighbor_features(
+            inputs, self.neighbor_config)
 
     def _check_every_feature_has_neighbors(self, inputs):
         """Without named model inputs every sample key needs neighbours: a
@@ -336,11 +339,11 @@ class GraphRegularization(keras.Model):
         config = self.neighbor_config
         lonely = sorted(
             k for k in inputs if not k.startswith(config.prefix)
-            and utils.neighbor_feature_name(config, 0, k) not in inputs)
+            and naming.neighbor_feature_name(config, 0, k) not in inputs)
         if lonely:
-            raise utils.NeighborFeatureError(
+            raise lib_neighbors.NeighborFeatureError(
                 f"Input key(s) {lonely} have no neighbour copies (e.g. "
-                f"{utils.neighbor_feature_name(config, 0, lonely[0])!r}). "
+                f"{naming.neighbor_feature_name(config, 0, lonely[0])!r}). "
                 "The base model has no named inputs, so every key without "
                 f"the {config.prefix!r} prefix is taken as a sample feature. "
                 "GraphRegularization takes the labels as `y` (e.g. "

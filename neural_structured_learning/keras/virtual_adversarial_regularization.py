@@ -20,8 +20,6 @@ regularization method for supervised and semi-supervised learning",
 https://arxiv.org/abs/1704.03976
 """
 
-import numbers
-
 import attr
 import keras
 import numpy as np
@@ -29,6 +27,8 @@ from keras import ops
 from keras import tree
 
 from neural_structured_learning import _internals
+from neural_structured_learning._core import naming
+from neural_structured_learning._core import validation
 from neural_structured_learning.configs import configs
 from neural_structured_learning.keras import _distribution
 from neural_structured_learning.keras import _wrapper
@@ -36,11 +36,6 @@ from neural_structured_learning.lib import adversarial_neighbor
 from neural_structured_learning.lib import distances
 from neural_structured_learning.lib import gradients
 from neural_structured_learning.lib import regularizer
-
-
-def _is_float_dtype(dtype):
-    return keras.backend.standardize_dtype(dtype) in (
-        "float16", "bfloat16", "float32", "float64")
 
 
 def default_vat_config():
@@ -115,8 +110,8 @@ class VirtualAdversarialRegularization(_wrapper.LabeledWrapper):
 
     def __init__(self, base_model, vat_config=None, multiplier=1.0,
                  label_keys=("label",), sample_weight_key=None,
-                 label_mask_key=None, unlabeled_label=-1, entropy_weight=0.0,
-                 from_logits=None, seed=None,
+                 label_mask_key=None, unlabeled_label=naming.UNLABELED,
+                 entropy_weight=0.0, from_logits=None, seed=None,
                  base_with_labels_in_features=False,
                  perturbed_pass_training=None, **kwargs):
         kwargs.setdefault("name", "VirtualAdversarialRegularization")
@@ -201,24 +196,19 @@ class VirtualAdversarialRegularization(_wrapper.LabeledWrapper):
             return ops.cast(mask, "float32")
         labels = ops.convert_to_tensor(labels)
         dtype = keras.backend.standardize_dtype(labels.dtype)
-        if self.unlabeled_label is None:
-            return ops.ones((ops.shape(labels)[0],), "float32")
-        if keras.backend.is_int_dtype(dtype):
-            labeled = ops.not_equal(labels, self.unlabeled_label)
-            if len(labeled.shape) > 1:
-                labeled = ops.all(ops.reshape(labeled, (ops.shape(labels)[0],
-                                                        -1)), axis=1)
-            return ops.cast(labeled, "float32")
-        if _is_float_dtype(dtype):
-            # Float labels: a row is unlabeled when every entry equals the
-            # marker (sparse [B] or [B, 1] labels equal to -1, or a dense
-            # row of all -1, which no one-hot or smoothed label can be).
-            marker = ops.equal(labels, ops.cast(self.unlabeled_label, dtype))
-            if len(marker.shape) > 1:
-                marker = ops.all(ops.reshape(marker, (ops.shape(labels)[0],
-                                                      -1)), axis=1)
-            return 1.0 - ops.cast(marker, "float32")
-        return ops.ones((ops.shape(labels)[0],), "float32")
+        rows = ops.shape(labels)[0]
+        is_int = keras.backend.is_int_dtype(dtype)
+        if self.unlabeled_label is None or not (
+                is_int or keras.backend.is_float_dtype(dtype)):
+            return ops.ones((rows,), "float32")
+        # A row is unlabeled when any integer entry is the marker, or when
+        # every float entry is (sparse [B] or [B, 1] labels equal to -1, or
+        # a dense row of all -1, which no one-hot or smoothed label can be).
+        marker = ops.reshape(
+            ops.equal(labels, ops.cast(self.unlabeled_label, dtype)),
+            (rows, -1))
+        unlabeled = (ops.any if is_int else ops.all)(marker, axis=1)
+        return 1.0 - ops.cast(unlabeled, "float32")
 
     def _from_logits(self):
         if self.from_logits is not None:
@@ -266,7 +256,8 @@ class VirtualAdversarialRegularization(_wrapper.LabeledWrapper):
     def _safe_labels(self, labels, labeled):
         labels = ops.convert_to_tensor(labels)
         dtype = keras.backend.standardize_dtype(labels.dtype)
-        if not (keras.backend.is_int_dtype(dtype) or _is_float_dtype(dtype)):
+        if not (keras.backend.is_int_dtype(dtype)
+                or keras.backend.is_float_dtype(dtype)):
             return labels
         # Unlabeled rows get label 0 (their loss is weighted 0): a -1 would
         # be an out-of-range class index for sparse losses (an error on
@@ -425,15 +416,10 @@ class LabeledUnlabeledBatches(keras.utils.PyDataset):
 
     def __init__(self, x_labeled, y_labeled, x_unlabeled,
                  labeled_batch_size=32, unlabeled_batch_size=128,
-                 unlabeled_label=-1, seed=0, **kwargs):
+                 unlabeled_label=naming.UNLABELED, seed=0, **kwargs):
         super().__init__(**kwargs)
-        for name, value in (("labeled_batch_size", labeled_batch_size),
-                            ("unlabeled_batch_size", unlabeled_batch_size)):
-            if (isinstance(value, bool) or
-                    not isinstance(value, numbers.Integral) or value < 1):
-                raise ValueError(
-                    f"`{name}` must be an integer >= 1. Received: "
-                    f"{name}={value!r}")
+        validation.check_int("labeled_batch_size", labeled_batch_size, 1)
+        validation.check_int("unlabeled_batch_size", unlabeled_batch_size, 1)
         _check_same_features(x_labeled, x_unlabeled)
         self.x_labeled = x_labeled
         self.y_labeled = np.asarray(y_labeled)

@@ -52,3 +52,11 @@ def reduce_across(reduce_fn, tensors):
 def is_float(x):
     return keras.backend.is_float_dtype(
         keras.backend.standardize_dtype(x.dtype))
+
+
+def working_dtype(dtype):
+    """float32 for the half-precision floats (float16, bfloat16), else
+    `dtype`: the dtype NSL does its own arithmetic in under mixed precision,
+    where half-precision steps and distances would be mostly rounding."""
+    dtype = keras.backend.standardize_dtype(dtype)
+    return "float32" if dtype in ("float16", "bfloat16") else dtype

@@ -200,7 +200,8 @@ def perturb(x0, keys, grad_fn, config, constraints, first_grads=None,
     # float32 and float64 features keep their dtype; the walk would lose
     # the step (or accumulate rounding over PGD steps) in half precision.
     out_dtypes = [_dtype(x) for x in x0]
-    x0 = [ops.cast(x, _working_dtype(d)) for x, d in zip(x0, out_dtypes)]
+    x0 = [ops.cast(x, _tensors.working_dtype(d))
+          for x, d in zip(x0, out_dtypes)]
 
     def direction(grads):
         grads = [ops.cast(g, x.dtype) for g, x in zip(grads, x0)]
@@ -239,10 +240,6 @@ def perturb(x0, keys, grad_fn, config, constraints, first_grads=None,
         current = step(current, grad_fn(current))
     return [ops.cast(c, d) for c, d in zip(current, out_dtypes)]
 
-
-def _working_dtype(dtype):
-    """float32 for the half-precision float dtypes, else `dtype`."""
-    return "float32" if dtype in ("float16", "bfloat16") else dtype
 
 
 def _warn_not_perturbed(others, raise_invalid_gradient):

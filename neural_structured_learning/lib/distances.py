@@ -24,9 +24,8 @@ def _at_least_float32(x):
     mostly rounding error in those dtypes, so they are computed in float32.
     """
     x = ops.convert_to_tensor(x)
-    if standardize_dtype(x.dtype) in ("float16", "bfloat16"):
-        return ops.cast(x, "float32")
-    return x
+    dtype = _tensors.working_dtype(x.dtype)
+    return x if dtype == standardize_dtype(x.dtype) else ops.cast(x, dtype)
 
 
 def _safe_div(numerator, denominator):
