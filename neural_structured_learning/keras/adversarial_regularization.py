@@ -18,12 +18,10 @@ import keras
 from keras import ops
 from keras import tree
 
-from neural_structured_learning import _internals
 from neural_structured_learning.configs import configs
-from neural_structured_learning.keras import _distribution
-from neural_structured_learning.keras import _wrapper
+from neural_structured_learning.keras import regularized_model
+from neural_structured_learning.keras.terms import adversarial
 from neural_structured_learning.lib import adversarial_neighbor
-from neural_structured_learning.lib import gradients
 
 _PACKAGE = "neural_structured_learning"
 
@@ -93,7 +91,7 @@ def adversarial_loss(features, labels, model, loss_fn, sample_weights=None,
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class AdversarialRegularization(_wrapper.LabeledWrapper):
+class AdversarialRegularization(regularized_model.RegularizedModel):
     """Adversarial regularization wrapper of a Keras model.
 
     Trains `base_model` on
@@ -116,16 +114,9 @@ class AdversarialRegularization(_wrapper.LabeledWrapper):
     Only floating-point features are perturbed; others pass through. The
     served model is `base_model`, unchanged; `predict` needs no labels.
 
-    Efficiency: in training, the clean forward pass is recorded
-    (`nsl.lib.gradients.forward_with_loss_gradients`), the labeled loss is
-    computed on that recording, and a single backward pass gives its
-    gradient with respect to both the inputs (for the neighbour) and the
-    weights, which `compute_loss` hands to Keras's
-    training step; FGSM then costs one more forward-backward, on the
-    neighbour. Extra
-    PGD steps run as scratch passes whose variable writes (BatchNorm moving
-    statistics, dropout seeds) are discarded, on every backend alike; the
-    clean and adversarial passes update them as usual.
+    This is a `RegularizedModel` with one `nsl.keras.terms.AdversarialTerm`
+    (see it for the cost of a step: FGSM costs one forward-backward pass
+    more than the base step).
 
     Args:
         base_model: the `keras.Model` (or layer) to regularize.
@@ -175,24 +166,14 @@ class AdversarialRegularization(_wrapper.LabeledWrapper):
                  base_with_labels_in_features=False, seed=None,
                  fuse_clean_pass=True, **kwargs):
         kwargs.setdefault("name", "AdversarialRegularization")
+        term = adversarial.AdversarialTerm(adv_config, fuse_clean_pass)
         super().__init__(
-            base_model, label_keys=label_keys,
+            base_model, terms=[term], label_keys=label_keys,
             sample_weight_key=sample_weight_key,
             base_with_labels_in_features=base_with_labels_in_features,
             seed=seed, **kwargs)
-        adv_config = adv_config if adv_config is not None else (
-            configs.AdvRegConfig())
-        if not isinstance(adv_config, configs.AdvRegConfig):
-            raise TypeError(
-                "`adv_config` must be an nsl.configs.AdvRegConfig (e.g. from "
-                "nsl.configs.make_adv_reg_config). Received: "
-                f"{type(adv_config).__name__}")
-        self.adv_config = adv_config
-        self.fuse_clean_pass = bool(fuse_clean_pass)
-        self._scaled_adv_loss = keras.metrics.Mean(
-            name="scaled_adversarial_loss")
-        if getattr(base_model, "built", False):
-            self.built = True
+        self.adv_config = term.adv_config
+        self.fuse_clean_pass = term.fuse_clean_pass
 
     def get_config(self):
         config = super().get_config()
@@ -204,112 +185,6 @@ class AdversarialRegularization(_wrapper.LabeledWrapper):
     def _configs_from_dicts(cls, config):
         return {"adv_config": configs.AdvRegConfig.from_config(
             config["adv_config"])}
-
-
-    def _wants_clean_gradient(self, training):
-        neighbor = self.adv_config.adv_neighbor_config
-        return (training and self.adv_config.multiplier > 0
-                and not neighbor.random_init and self._state.losses is not None)
-
-    def _fused_variables(self):
-        """Weights whose gradient the clean pass computes itself.
-
-        None when a layer adds a loss in its forward pass (an activity
-        regularizer): the fused pass reads the weights as constants, so that
-        loss would lose its weight gradient.
-        """
-        if not self.fuse_clean_pass:
-            return []
-        if getattr(self.base_model, "compute_dtype", None) == "float16":
-            # Under 'mixed_float16' Keras scales the loss before its own
-            # backward pass so that float16 gradients do not underflow;
-            # the fused pass would differentiate the unscaled loss.
-            return []
-        for layer in _internals.flatten_layers(self.base_model):
-            if getattr(layer, "activity_regularizer", None) is not None:
-                return []
-        return list(self.base_model.trainable_variables)
-
-    def call(self, inputs, training=False):
-        features, _, _ = self._split(inputs)
-        self._state.clean_pass = None
-        if not self._wants_clean_gradient(training):
-            return self._base(features, training)
-        keys, x0, _ = adversarial_neighbor.split_perturbable(features)
-        if not x0:
-            return self._base(features, training)
-        keyed, rebuild = adversarial_neighbor.keyed_view(features)
-
-        def forward(xs):
-            return self._base(rebuild({**keyed, **dict(zip(keys, xs))}),
-                              training)
-
-        variables = self._fused_variables()
-        outputs, loss_gradients = gradients.forward_with_loss_gradients(
-            forward, x0, variables)
-        self._state.clean_pass = (outputs, loss_gradients, variables)
-        return outputs
-
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
-                     training=True):
-        features, labels, sample_weight = self._split(x, y, sample_weight)
-        self._require_labels(x, labels)
-        clean_pass, self._state.clean_pass = self._state.clean_pass, None
-        labeled = self._labeled_loss(labels, y_pred, sample_weight)
-        first_grads = None
-        if clean_pass is not None and clean_pass[0] is y_pred:
-            _, loss_gradients, variables = clean_pass
-            first_grads, weight_grads = loss_gradients(
-                lambda preds: self._labeled_loss(labels, preds, sample_weight))
-            if variables:
-                labeled = _with_gradients(labeled, variables, weight_grads)
-        total = labeled
-        for loss in self.losses:  # Regularizers of the clean pass.
-            total = total + ops.cast(
-                _internals.aggregate_additional_loss(self, loss), total.dtype)
-        if self.adv_config.multiplier == 0:
-            return total
-        adv_loss = self._adversarial_loss(features, labels, sample_weight,
-                                          training, first_grads)
-        scaled = self.adv_config.multiplier * adv_loss
-        self._scaled_adv_loss.update_state(_distribution.unscale(scaled))
-        return total + ops.cast(scaled, total.dtype)
-
-    def _adversarial_loss(self, features, labels, sample_weight, training,
-                          first_grads=None):
-        neighbor = self._neighbor(features, labels, sample_weight, training,
-                                  self.adv_config.adv_neighbor_config,
-                                  first_grads)
-        adv_pred = self._base(neighbor, training)
-        return self._labeled_loss(labels, adv_pred, sample_weight)
-
-    def _neighbor(self, features, labels, sample_weight, training, config,
-                  first_grads=None):
-        keys, x0, others = adversarial_neighbor.split_perturbable(features)
-        if not x0:
-            raise ValueError(
-                f"No feature can be perturbed: {sorted(map(str, others))} "
-                "are not floating-point. Adversarial regularization perturbs "
-                "floating-point features; cast the input to float, or use "
-                "an embedding-level perturbation.")
-        constraints = adversarial_neighbor.Constraints(config, features)
-        keyed, rebuild = adversarial_neighbor.keyed_view(features)
-
-        def features_at(xs):
-            return rebuild({**keyed, **dict(zip(keys, xs))})
-
-        def grad_fn(xs):
-            return gradients.value_and_input_gradients(
-                lambda ys: self._labeled_loss(
-                    labels, self._base(features_at(ys), training),
-                    sample_weight), xs)[1]
-
-        adv = adversarial_neighbor.perturb(
-            x0, keys, grad_fn, config, constraints, first_grads=first_grads,
-            seed=self._seed_generator)
-        return features_at(adv)
-
-    # -- Adversarial examples on demand ---------------------------------------
 
     def perturb_on_batch(self, x, y=None, sample_weight=None,
                          **config_kwargs):
@@ -331,29 +206,13 @@ class AdversarialRegularization(_wrapper.LabeledWrapper):
         """
         overrides = {k: v for k, v in config_kwargs.items() if v is not None}
         config = attr.evolve(self.adv_config.adv_neighbor_config,
-                                     **overrides)
-        x = tree.map_structure(ops.convert_to_tensor, x)
-        features, labels, sample_weight = self._split(x, y, sample_weight)
-        self._require_labels(x, labels)
-        if self._state.losses is None:
+                             **overrides)
+        if self._parts.losses is None:
             raise ValueError("Call `compile()` before `perturb_on_batch()`.")
-        neighbor = self._neighbor(features, labels, sample_weight, False,
-                                  config)
+        x = tree.map_structure(ops.convert_to_tensor, x)
+        batch = self._parse(x)
+        self._complete(batch, x, y, sample_weight)
+        neighbor = self.terms[0].neighbor(self, batch, False, config)
         if isinstance(x, dict):
             neighbor = {**x, **neighbor}
         return tree.map_structure(ops.convert_to_numpy, neighbor)
-
-
-def _with_gradients(value, variables, grads):
-    """`value`, whose gradient with respect to `variables` is `grads`.
-
-    `stop_gradient(value) + (s - stop_gradient(s))` with
-    `s = sum_i <v_i, stop_gradient(g_i)>`: the value is unchanged (the
-    bracket is exactly 0) and differentiating it gives `g_i` for `v_i`, so
-    the training step applies gradients computed in the clean pass without
-    a second backward pass through it.
-    """
-    inner = sum(ops.sum(ops.cast(v.value, g.dtype) * ops.stop_gradient(g))
-                for v, g in zip(variables, grads))
-    return ops.stop_gradient(value) + ops.cast(
-        inner - ops.stop_gradient(inner), value.dtype)

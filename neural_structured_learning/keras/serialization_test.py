@@ -72,6 +72,26 @@ def _graph():
         embedding_layer="embedding", neighbor_pass="separate", name="graph")
 
 
+def _combined():
+    terms = nsl.keras.terms
+    return nsl.keras.RegularizedModel(
+        _base_model(), terms=[
+            terms.GraphTerm(nsl.configs.make_graph_reg_config(
+                max_neighbors=2, multiplier=0.5, distance_type="l1"),
+                embedding_layer="embedding", neighbor_pass="separate",
+                name="graph_term"),
+            terms.AdversarialTerm(nsl.configs.make_adv_reg_config(
+                multiplier=0.3, adv_step_size=0.1, pgd_iterations=2,
+                pgd_epsilon=0.15),
+                fuse_clean_pass=False, name="adv_term"),
+            terms.VirtualAdversarialTerm(multiplier=0.2, from_logits=True,
+                                         perturbed_pass_training=False),
+            terms.EntropyTerm(0.1, from_logits=True)],
+        label_keys=["y"], sample_weight_key="w", label_mask_key="m",
+        unlabeled_label=-2, base_with_labels_in_features=False, seed=5,
+        name="combined")
+
+
 _GRAPH_INPUTS = {"feature": _f32(2, 4),
                  "NL_nbr_0_feature": _f32(2, 4),
                  "NL_nbr_0_weight": np.ones((2, 1), "float32"),
@@ -84,6 +104,7 @@ _WRAPPERS = {
     nsl.keras.VirtualAdversarialRegularization: (
         _virtual_adversarial, _f32(2, 4)),
     nsl.keras.GraphRegularization: (_graph, _GRAPH_INPUTS),
+    nsl.keras.RegularizedModel: (_combined, _GRAPH_INPUTS),
 }
 
 

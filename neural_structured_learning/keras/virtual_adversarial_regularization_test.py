@@ -328,13 +328,14 @@ def test_perturbed_pass_training_mode(option, expected):
     # statistics) with perturbed_pass_training=False.
     vat = wrap(perturbed_pass_training=option)
     seen = []
-    original = vat.vat_loss
+    original = vat.vat_term.divergence
 
-    def spy(features, predictions, training=False, **kwargs):
+    def spy(model, features, predictions, training=False, **kwargs):
         seen.append(training)
-        return original(features, predictions, training=training, **kwargs)
+        return original(model, features, predictions, training=training,
+                        **kwargs)
 
-    vat.vat_loss = spy
+    vat.vat_term.divergence = spy
     vat.fit({"x": X, "label": np.zeros(4, "int32")}, batch_size=4, verbose=0)
     assert seen and set(seen) == {expected}
     with pytest.raises(ValueError, match="`perturbed_pass_training` must be"):
