@@ -97,6 +97,8 @@ class Step:
         fused_variables: weights whose gradient the recording computes.
         input_gradients: `{feature key: d labeled_loss / d feature}` from
             the recording, set by `compute_loss` (None without one).
+        rows: the batch size when terms added rows to the pass (which
+            then come after the batch's rows), else None.
     """
 
     batch: Batch
@@ -107,6 +109,13 @@ class Step:
     recorded_keys: list = dataclasses.field(default_factory=list)
     fused_variables: list = dataclasses.field(default_factory=list)
     input_gradients: dict = None
+    rows: object = None
+
+    def batch_rows(self, structure):
+        """The batch's rows of a tensor (structure) of the recorded pass."""
+        if self.rows is None:
+            return structure
+        return tree.map_structure(lambda t: t[:self.rows], structure)
 
 
 class _Slot(threading.local):
@@ -616,8 +625,10 @@ class RegularizedModel(keras.Model):
                 [v] + [ops.cast(r[k], ops.dtype(v)) for r in added], axis=0)
                 for k, v in features.items() if all(k in r for r in added)}
         step = Step(batch=batch, outputs=None, extra=[None] * len(rows))
-        recording = not added and any(
-            term.wants_recording(self, training) for term in self.terms)
+        if added:
+            step.rows = ops.shape(tree.flatten(batch.features)[0])[0]
+        recording = any(term.wants_recording(self, training)
+                        for term in self.terms)
         keys, x0 = [], []
         if recording and self._parts.losses is not None:
             keys, x0, _ = adversarial_neighbor.split_perturbable(features)
@@ -636,7 +647,7 @@ class RegularizedModel(keras.Model):
         else:
             result = self.run_with_activations(features, training)
         if added:
-            size = ops.shape(tree.flatten(batch.features)[0])[0]
+            size = step.rows
             start = size
             for i, r in enumerate(rows):
                 if r is None:
@@ -718,9 +729,14 @@ class RegularizedModel(keras.Model):
         self._complete(batch, x, y, sample_weight, y_pred)
         labeled = self.labeled_loss(batch, y_pred)
         if step.loss_gradients is not None:
+            # The recording may cover rows the terms added: the labeled loss
+            # reads the batch's rows, whose gradients are the first ones.
             input_grads, weight_grads = step.loss_gradients(
-                lambda result: self.labeled_loss(batch, result["output"]))
-            step.input_gradients = dict(zip(step.recorded_keys, input_grads))
+                lambda result: self.labeled_loss(
+                    batch, step.batch_rows(result["output"])))
+            step.input_gradients = {
+                k: step.batch_rows(g)
+                for k, g in zip(step.recorded_keys, input_grads)}
             if step.fused_variables:
                 labeled = _with_gradients(labeled, step.fused_variables,
                                           weight_grads)

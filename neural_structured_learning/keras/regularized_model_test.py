@@ -226,3 +226,32 @@ def test_slot_survives_copies():
     slot = regularized_model._Slot()  # pylint: disable=protected-access
     slot.step = "something"
     assert copy.deepcopy(slot).step is None
+
+
+def test_adversarial_gradient_comes_from_the_clean_pass_next_to_a_graph_term(
+        monkeypatch):
+    # As when alone (NSL 1.4): with a batched graph term adding neighbour
+    # rows to the clean pass, FGSM still starts from that pass's input
+    # gradient (its dropout mask), not from a scratch pass.
+    from neural_structured_learning.lib import gradients  # pylint: disable=import-outside-toplevel
+    scratch = []
+    original = gradients.value_and_input_gradients
+
+    def spy(fn, xs):
+        scratch.append(1)
+        return original(fn, xs)
+
+    monkeypatch.setattr(gradients, "value_and_input_gradients", spy)
+    inputs = keras.Input((_D,), name="x")
+    hidden = keras.layers.Dense(5, "relu", name="hidden")(inputs)
+    outputs = keras.layers.Dense(_C)(keras.layers.Dropout(0.5)(hidden))
+    model = RegularizedModel(keras.Model(inputs, outputs),
+                             terms=[_graph(), _adversarial()])
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True), run_eagerly=True)
+    x = {"x": X, **NBR}
+    logs = model.train_on_batch(x, Y, return_dict=True)
+    assert not scratch
+    assert logs["scaled_adversarial_loss"] > 0
+    model.compute_loss(x, Y, model.base_model(X), training=False)
+    assert len(scratch) == 1  # compute_loss alone: a scratch pass.

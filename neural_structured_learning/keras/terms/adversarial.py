@@ -20,15 +20,17 @@ from neural_structured_learning.lib import gradients
 class AdversarialTerm(_term.Term):
     """`multiplier * labeled_loss(y, f(x_adv))` (see the module docstring).
 
-    The neighbour starts from the labeled loss's input gradient. When the
-    model's clean pass can be recorded (no term adds rows to it), that
-    gradient comes from the clean pass itself, and, with
-    `fuse_clean_pass` and no other term differentiating through the clean
-    outputs, the same backward pass gives the labeled loss's weight
-    gradient: FGSM then costs one more forward-backward pass, on the
-    neighbour. Otherwise the gradient comes from a scratch pass. Extra PGD
-    steps are scratch passes whose variable writes (BatchNorm moving
-    statistics, dropout seeds) are discarded. Only floating-point features
+    The neighbour starts from the labeled loss's input gradient in the
+    model's clean pass, as NSL 1.4 (also when other terms add rows to that
+    pass, e.g. graph neighbours: the recording covers them and the batch's
+    rows are read). With `fuse_clean_pass` and no other term
+    differentiating through the clean outputs, the same backward pass gives
+    the labeled loss's weight gradient: FGSM then costs one more
+    forward-backward pass, on the neighbour. Extra PGD steps (and the first
+    one with `random_init`, or in a custom loop that calls `compute_loss`
+    without `call`) are scratch passes whose variable writes (BatchNorm
+    moving statistics, dropout seeds) are discarded, so they see the
+    dropout mask of the adversarial pass that follows. Only floating-point features
     are perturbed; with unlabeled rows, the loss covers labeled rows.
 
     Args:
