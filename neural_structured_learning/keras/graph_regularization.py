@@ -155,9 +155,9 @@ class GraphRegularization(regularized_model.RegularizedModel):
         return {"graph_reg_config": configs.GraphRegConfig.from_config(
             config["graph_reg_config"])}
 
-    def _missing_labels_message(self, x):
+    def missing_labels_message(self, x):
         if not isinstance(x, dict):
-            return super()._missing_labels_message(x)
+            return super().missing_labels_message(x)
         names = graph.input_names(self.base_model)
         prefix = self.neighbor_config.prefix
         extra = sorted(k for k in x if not k.startswith(prefix)

@@ -18,7 +18,7 @@ minimisation) and NSL 1.4's constructors; terms combine in one model:
 
 One training step runs Keras's own hooks in order, on every backend:
 
-1. `call(x)` parses the batch once into a `Batch` (features for the base
+1. `call(x)` parses the batch once into a `Batch` (`_batch.py`: features for the base
    model, labels and sample weights found in the input dict, each term's own
    inputs such as packed neighbours) and runs the clean forward pass: the
    batch plus any rows a term asks for (graph neighbours, batched), the
@@ -47,6 +47,7 @@ from keras import tree
 
 from neural_structured_learning import _internals
 from neural_structured_learning.keras import _base_model
+from neural_structured_learning.keras import _batch
 from neural_structured_learning.keras import _distribution
 from neural_structured_learning.keras import _wrapper
 from neural_structured_learning.keras.terms import _term
@@ -57,35 +58,11 @@ PACKAGE = "neural_structured_learning"
 
 
 @dataclasses.dataclass
-class Batch:
-    """One batch, parsed once.
-
-    Attributes:
-        features: what the base model is called on (a dict without labels,
-            sample weights, label mask and the terms' own keys; or the
-            tensor/list given).
-        labels: the labels (from the input dict, or Keras's `y`).
-        sample_weight: sample weights (input dict or Keras), or None.
-        label_mask: float `[batch]`, 1 on labeled rows, when the model marks
-            unlabeled rows; else None (every row is labeled).
-        term_inputs: per term, what it took from the input dict (e.g. the
-            neighbour features and weights), or None.
-    """
-
-    features: object
-    labels: object = None
-    sample_weight: object = None
-    label_mask: object = None
-    term_inputs: list = dataclasses.field(default_factory=list)
-    raw_mask: object = None
-
-
-@dataclasses.dataclass
 class Step:
     """The clean forward pass of one batch, shared by the loss terms.
 
     Attributes:
-        batch: the `Batch`.
+        batch: the `_batch.Batch`.
         outputs: the base model's outputs on the batch rows.
         activations: `{layer name: activations}` of the batch rows for the
             layers that terms regularize.
@@ -101,7 +78,7 @@ class Step:
             then come after the batch's rows), else None.
     """
 
-    batch: Batch
+    batch: _batch.Batch
     outputs: object
     activations: dict = dataclasses.field(default_factory=dict)
     extra: list = dataclasses.field(default_factory=list)
@@ -355,7 +332,7 @@ class RegularizedModel(keras.Model):
         # to Keras as weighted metrics so that they are reported in this
         # order (NSL 1.4's). When rows can be unlabeled every metric is
         # weighted by the label mask.
-        on_labeled_rows = self._marks_unlabeled_rows()
+        on_labeled_rows = self.marks_unlabeled_rows()
         per_output = _wrapper.metrics_per_output(metrics, output_names)
         per_output_weighted = _wrapper.metrics_per_output(weighted_metrics,
                                                           output_names)
@@ -487,73 +464,15 @@ class RegularizedModel(keras.Model):
     # -- Parsing the batch --------------------------------------------------
 
     def _parse(self, x, shapes=False):
-        """Returns the `Batch` of an input (labels from the dict only).
-
-        With `shapes=True`, `x` is a dict of shapes (for `build`).
-        """
-        if not isinstance(x, dict):
-            return Batch(features=x, term_inputs=[None] * len(self.terms))
-        if shapes:
-            features = dict(x)
-        else:
-            features = {k: v if v is None or ops.is_tensor(v) else
-                        ops.convert_to_tensor(v) for k, v in x.items()}
-        batch = Batch(features=features)
-        present = [k for k in self.label_keys if k in x]
-        if present:
-            if len(present) != len(self.label_keys):
-                missing = [k for k in self.label_keys if k not in x]
-                raise ValueError(
-                    f"Label key(s) {missing} not found in the input dict "
-                    f"(keys: {sorted(x)}); label_keys={list(self.label_keys)}"
-                    ".")
-            labels = [features[k] for k in self.label_keys]
-            batch.labels = labels[0] if len(labels) == 1 else labels
-        if self.sample_weight_key is not None and self.sample_weight_key in x:
-            batch.sample_weight = features[self.sample_weight_key]
-        if not self.base_with_labels_in_features:
-            for k in present + [self.sample_weight_key]:
-                features.pop(k, None)
-        if self.label_mask_key is not None and self.label_mask_key in x:
-            batch.raw_mask = features.pop(self.label_mask_key)
-        for term in self.terms:
-            if shapes:
-                features, taken = term.strip(features), None
-            else:
-                features, taken = term.take_inputs(self, features)
-            batch.term_inputs.append(taken)
-        names = _input_names(self.base_model)
-        if names is not None:  # Only what the base model reads is perturbed.
-            features = {k: v for k, v in features.items() if k in names}
-        batch.features = features
-        return batch
+        """The `Batch` of an input (labels from the dict only)."""
+        return _batch.parse(self, x, shapes=shapes)
 
     def _complete(self, batch, x, y, sample_weight, y_pred=None):
         """Adds Keras's `y`/`sample_weight` and the label mask to `batch`."""
-        if y is not None:
-            if batch.labels is not None:
-                present = [k for k in self.label_keys if k in x]
-                raise ValueError(
-                    f"Labels were given twice: as `y` and under {present} in "
-                    "the input dict. Give them one way.")
-            batch.labels = y
-        if sample_weight is not None:
-            if batch.sample_weight is not None:
-                raise ValueError(
-                    "Sample weights were given twice: as `sample_weight` and "
-                    f"under {self.sample_weight_key!r} in the input dict.")
-            batch.sample_weight = sample_weight
-        if batch.labels is None:
-            raise ValueError(self._missing_labels_message(x))
-        if (isinstance(y_pred, (list, tuple))
-                and not isinstance(batch.labels, (list, tuple))):
-            batch.labels = [batch.labels]  # A single output in a list.
-        if self._marks_unlabeled_rows():
-            rows = (tree.flatten(y_pred)[0].shape[0] if y_pred is not None
-                    else None)
-            batch.label_mask = self._label_mask(batch, rows)
+        _batch.complete(self, batch, x, y, sample_weight, y_pred)
 
-    def _missing_labels_message(self, x):
+    def missing_labels_message(self, x):
+        """The error message for a batch without labels."""
         keys = sorted(x) if isinstance(x, dict) else None
         return (f"Labels are not in the input: expected key(s) "
                 f"{list(self.label_keys)} in the input dict"
@@ -561,41 +480,12 @@ class RegularizedModel(keras.Model):
                 + ", or labels passed as `y`. To predict without labels, "
                 "use `predict` or the base model.")
 
-    def _marks_unlabeled_rows(self):
+    def marks_unlabeled_rows(self):
+        """Whether rows can be unlabeled (then losses and metrics of labels
+        cover labeled rows only)."""
         return (self.label_mask_key is not None
                 or self.unlabeled_label is not None
                 or any(term.uses_unlabeled_rows for term in self.terms))
-
-    def _label_mask(self, batch, rows):
-        """Float mask `[batch]`: 1 for labeled rows."""
-        mask = batch.raw_mask
-        if mask is not None:
-            mask = ops.convert_to_tensor(mask)
-            if len(mask.shape) == 2 and mask.shape[1] == 1:
-                mask = ops.squeeze(mask, axis=1)
-            if len(mask.shape) != 1 or (mask.shape[0] is not None and
-                                        rows is not None and
-                                        mask.shape[0] != rows):
-                raise ValueError(
-                    f"The label mask {self.label_mask_key!r} must have shape "
-                    f"[batch] or [batch, 1] (batch {rows}). Received shape "
-                    f"{tuple(mask.shape)}.")
-            return ops.cast(mask, "float32")
-        labels = ops.convert_to_tensor(tree.flatten(batch.labels)[0])
-        dtype = keras.backend.standardize_dtype(labels.dtype)
-        count = ops.shape(labels)[0]
-        is_int = keras.backend.is_int_dtype(dtype)
-        if self.unlabeled_label is None or not (
-                is_int or keras.backend.is_float_dtype(dtype)):
-            return ops.ones((count,), "float32")
-        # A row is unlabeled when any integer entry is the marker, or when
-        # every float entry is (sparse [B] or [B, 1] labels equal to -1, or
-        # a dense row of all -1, which no one-hot or smoothed label can be).
-        marker = ops.reshape(
-            ops.equal(labels, ops.cast(self.unlabeled_label, dtype)),
-            (count, -1))
-        unlabeled = (ops.any if is_int else ops.all)(marker, axis=1)
-        return 1.0 - ops.cast(unlabeled, "float32")
 
     # -- The forward pass ---------------------------------------------------
 
@@ -709,7 +599,7 @@ class RegularizedModel(keras.Model):
         if mask is not None:
             weights = mask if weights is None else mask * ops.reshape(
                 ops.cast(weights, "float32"), ops.shape(mask))
-            flat_labels = [_safe_labels(y, mask) for y in flat_labels]
+            flat_labels = [_batch.safe_labels(y, mask) for y in flat_labels]
         total = sum(w * loss(y, p, weights) for (_, loss, w), y, p in zip(
             self._parts.losses, flat_labels, flat_pred))
         if mask is None:
@@ -765,33 +655,11 @@ class RegularizedModel(keras.Model):
         labels, weights = batch.labels, batch.sample_weight
         if batch.label_mask is not None:
             mask = batch.label_mask
-            labels = tree.map_structure(lambda t: _safe_labels(t, mask),
+            labels = tree.map_structure(lambda t: _batch.safe_labels(t, mask),
                                         labels)
             weights = mask if weights is None else mask * ops.reshape(
                 ops.cast(weights, "float32"), ops.shape(mask))
         return super().compute_metrics(x, labels, y_pred, weights)
-
-
-def _input_names(base_model):
-    """Names of the base model's inputs, or None (a subclassed model)."""
-    structure = _base_model.input_structure(base_model)
-    if structure is None:
-        return None
-    return {t.name for t in tree.flatten(structure)}
-
-
-def _safe_labels(labels, labeled):
-    """Labels with unlabeled rows set to 0 (their loss is weighted 0)."""
-    labels = ops.convert_to_tensor(labels)
-    dtype = keras.backend.standardize_dtype(labels.dtype)
-    if not (keras.backend.is_int_dtype(dtype)
-            or keras.backend.is_float_dtype(dtype)):
-        return labels
-    # A -1 would be an out-of-range class index for sparse losses (an error
-    # on TensorFlow, NaN or a wrapped index elsewhere, and NaN * 0 = NaN).
-    keep = ops.reshape(ops.cast(labeled, "bool"),
-                       (-1,) + (1,) * (len(labels.shape) - 1))
-    return ops.where(keep, labels, ops.zeros_like(labels))
 
 
 def _with_gradients(value, variables, grads):

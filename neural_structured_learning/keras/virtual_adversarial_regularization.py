@@ -25,9 +25,9 @@ import keras
 from neural_structured_learning._core import naming
 from neural_structured_learning.configs import configs
 from neural_structured_learning.keras import regularized_model
-from neural_structured_learning.keras.labeled_unlabeled_batches import LabeledUnlabeledBatches  # pylint: disable=unused-import
+from neural_structured_learning.keras.labeled_unlabeled_batches import LabeledUnlabeledBatches  # noqa: F401  (1.4-era import path)
 from neural_structured_learning.keras.terms import vat
-from neural_structured_learning.keras.terms.vat import default_vat_config  # pylint: disable=unused-import
+from neural_structured_learning.keras.terms.vat import default_vat_config  # noqa: F401  (import path kept)
 
 
 @keras.saving.register_keras_serializable(package="neural_structured_learning")
