@@ -42,7 +42,9 @@ for backend in tensorflow jax torch; do
         neural_structured_learning/_internals_test.py \
         neural_structured_learning/lib/gradients_test.py \
         neural_structured_learning/keras/_wrapper_test.py \
-        neural_structured_learning/keras/adversarial_regularization_test.py
+        neural_structured_learning/keras/adversarial_regularization_test.py \
+        neural_structured_learning/keras/regularized_model_test.py \
+        neural_structured_learning/keras/saved_format_test.py
 done
 echo "=== cross-backend and NSL 1.4 agreement"
 "${PYTEST[@]}" tests

@@ -6,7 +6,6 @@ behind a softmax/sigmoid output.
 """
 
 import tensorflow as tf
-from keras import tree
 
 from neural_structured_learning import _internals
 from neural_structured_learning.lib import _scopes
