@@ -188,7 +188,9 @@ class RegularizedModel(keras.Model):
         self._parts = _Parts(terms)
         self._slot = _Slot()
         for term in terms:  # Tracked by Keras, in the terms' order.
-            attribute = term.metric_attribute or f"_{term.name}_metric"
+            attribute = term.metric_attribute
+            if attribute is None or attribute in self._parts.metric_attributes:
+                attribute = f"_{term.name}_metric"
             setattr(self, attribute, keras.metrics.Mean(name=term.name))
             self._parts.metric_attributes.append(attribute)
         layers = sorted({term.regularized_layer for term in terms

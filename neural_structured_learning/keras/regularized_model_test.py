@@ -214,10 +214,18 @@ def test_bad_terms():
         RegularizedModel(_base(), terms=["adversarial"])
     with pytest.raises(ValueError, match="same metric"):
         RegularizedModel(_base(), terms=[_adversarial(), _adversarial()])
-    named = terms.AdversarialTerm(name="scaled_adversarial_loss_2")
+    named = terms.AdversarialTerm(nsl.configs.make_adv_reg_config(
+        multiplier=0.2, adv_step_size=0.3, adv_grad_norm="l2"),
+        name="scaled_adversarial_loss_2")
     model = RegularizedModel(_base(), terms=[_adversarial(), named])
     assert [t.name for t in model.terms] == ["scaled_adversarial_loss",
                                              "scaled_adversarial_loss_2"]
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True))
+    logs = model.train_on_batch(X, Y, return_dict=True)
+    assert logs["scaled_adversarial_loss"] > 0
+    assert_allclose(logs["scaled_adversarial_loss_2"],
+                    logs["scaled_adversarial_loss"] / 0.7 * 0.2, rtol=1e-5)
 
 
 def test_slot_survives_copies():
