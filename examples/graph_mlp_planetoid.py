@@ -45,7 +45,9 @@ FEATURE = "feature"
 DEFAULTS = dict(hidden=64, input_dropout=0.0, dropout=0.5, weight_decay=5e-4,
                 learning_rate=0.01, epochs=300, multiplier=10.0,
                 max_neighbors=20, hop2_weight=0.5, distance_type="l2",
-                transform_fn="softmax", sampling="uniform")
+                transform_fn="softmax", sampling="uniform",
+                all_nodes=False, contrastive_temperature=0.0,
+                embedding_layer="", batch_size=0)
 
 
 def load(name, data_dir=None):
@@ -72,7 +74,8 @@ def make_mlp(num_features, num_classes, hidden, input_dropout, dropout,
     return keras.Sequential([
         keras.Input((num_features,), name=FEATURE),
         keras.layers.Dropout(input_dropout),
-        keras.layers.Dense(hidden, "relu", kernel_regularizer=regularizer),
+        keras.layers.Dense(hidden, "relu", kernel_regularizer=regularizer,
+                           name="hidden"),
         keras.layers.Dropout(dropout),
         keras.layers.Dense(num_classes),
     ])
@@ -117,15 +120,24 @@ def run(data, graph_regularized=True, seed=0, **hparams):
     best = _BestValidation(base, data)
     start = time.time()
     if graph_regularized:
+        # New in this version (issue 12): a contrastive loss (temperature
+        # > 0), on a hidden layer, with every node as a batch row (the
+        # labeled loss on labeled rows only).
         config = nsl.configs.make_graph_reg_config(
             max_neighbors=h["max_neighbors"], multiplier=h["multiplier"],
             distance_type=h["distance_type"], sum_over_axis=-1,
-            transform_fn=h["transform_fn"])
-        model = nsl.keras.GraphRegularization(base, config)
+            transform_fn=h["transform_fn"],
+            contrastive_temperature=h["contrastive_temperature"] or None)
+        model = nsl.keras.GraphRegularization(
+            base, config, embedding_layer=h["embedding_layer"] or None,
+            unlabeled_label=-1 if h["all_nodes"] else None)
         graph = graph_with_hops(data.edges, num_nodes, h["hop2_weight"])
         train = nsl.keras.NeighborBatchDataset(
             {FEATURE: data.features}, labels, graph, config.neighbor_config,
-            batch_size=len(data.train), sampling=h["sampling"], seed=seed)
+            seeds="all" if h["all_nodes"] else None,
+            unlabeled_label=-1 if h["all_nodes"] else None,
+            batch_size=h["batch_size"] or len(data.train),
+            sampling=h["sampling"], seed=seed)
     else:
         # The same batches without neighbours; the wrapper with the default
         # config (max_neighbors=0) only routes the feature dict to the MLP.
@@ -153,7 +165,9 @@ def main(argv=None):
                         choices=["cora", "citeseer"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     for name, value in DEFAULTS.items():
-        parser.add_argument(f"--{name}", type=type(value), default=value)
+        kind = ((lambda text: text.lower() in ("1", "true", "yes"))
+                if isinstance(value, bool) else type(value))
+        parser.add_argument(f"--{name}", type=kind, default=value)
     args = parser.parse_args(argv)
     data = load(args.dataset, args.data_dir)
     hparams = {name: getattr(args, name) for name in DEFAULTS}

@@ -2,6 +2,7 @@
 
     nsl build-graph [flags] embedding_file... output_graph.tsv
     nsl pack-nbrs [flags] labeled.tfr unlabeled.tfr graph.tsv output.tfr
+    nsl neighborhoods --graph graph.tsv --output out.tsv [flags]
     nsl evaluate [flags] model.keras data.npz
     nsl <command> --help
 
@@ -52,6 +53,14 @@ def _build_graph(parser):
 def _pack_nbrs(parser):
     # pylint: disable=import-outside-toplevel
     from neural_structured_learning.tools.pack_nbrs import configure
+    return configure(parser)
+
+
+@subcommand("neighborhoods",
+            help="Write each node's k-hop or PPR top-k neighbours (TSV).")
+def _neighborhoods(parser):
+    # pylint: disable=import-outside-toplevel
+    from neural_structured_learning.tools.neighborhoods import configure
     return configure(parser)
 
 

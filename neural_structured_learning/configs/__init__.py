@@ -4,6 +4,7 @@ from neural_structured_learning.configs.configs import AdvNeighborConfig
 from neural_structured_learning.configs.configs import AdvRegConfig
 from neural_structured_learning.configs.configs import AdvTargetConfig
 from neural_structured_learning.configs.configs import AdvTargetType
+from neural_structured_learning.configs.configs import ContrastiveConfig
 from neural_structured_learning.configs.configs import DecayConfig
 from neural_structured_learning.configs.configs import DecayType
 from neural_structured_learning.configs.configs import DEFAULT_ADVERSARIAL_PARAMS
@@ -27,6 +28,7 @@ __all__ = [
     "AdvRegConfig",
     "AdvTargetConfig",
     "AdvTargetType",
+    "ContrastiveConfig",
     "DEFAULT_ADVERSARIAL_PARAMS",
     "DEFAULT_DISTANCE_PARAMS",
     "DecayConfig",

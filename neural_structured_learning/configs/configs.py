@@ -581,6 +581,48 @@ class GraphNeighborConfig(_ConfigMixin):
     max_neighbors = attr.ib(default=0, validator=_non_negative_int)
 
 
+def _positive_finite(instance, attribute, value):
+    del instance
+    _number(attribute.name, value, minimum=0, strict=True, finite=True)
+
+
+@attr.s
+class ContrastiveConfig(_ConfigMixin):
+    """A contrastive (InfoNCE) graph loss, new in this version.
+
+    For sample `i` of a batch, its neighbours `j` (weights `w_ij`) and the
+    other samples `k != i` of the batch as negatives, with `s` the cosine
+    similarity of the regularized tensors and `T` the temperature:
+
+        loss_ij = -log(exp(s(h_i, h_ij) / T) /
+                       (exp(s(h_i, h_ij) / T) + sum_{k != i} exp(s(h_i, h_k) / T)))
+        graph_loss = sum_ij w_ij loss_ij / sum_ij w_ij
+
+    Neighbours are pulled together and other samples pushed apart, which a
+    pure pull-together distance cannot do (it is minimised by a constant
+    embedding). Graph-MLP (Hu et al., 2021, arXiv:2106.04051) trains an MLP
+    with this loss on a hidden layer. See `nsl.lib.neighbor_info_nce`.
+
+    Attributes:
+        temperature: `T > 0`.
+    """
+    temperature = attr.ib(default=0.5, validator=_positive_finite)
+
+
+def _contrastive_config(value):
+    if isinstance(value, dict):
+        return ContrastiveConfig.from_config(value)
+    return value
+
+
+def _optional_contrastive(instance, attribute, value):
+    del instance
+    if value is not None and not isinstance(value, ContrastiveConfig):
+        raise TypeError(
+            f"`{attribute.name}` must be None or an "
+            f"nsl.configs.ContrastiveConfig. Received: {value!r}")
+
+
 @attr.s
 class GraphRegConfig(_ConfigMixin):
     """Graph regularization: `loss + multiplier * graph_loss`.
@@ -589,12 +631,19 @@ class GraphRegConfig(_ConfigMixin):
         neighbor_config: a `GraphNeighborConfig`.
         multiplier: weight of the graph loss (>= 0).
         distance_config: a `DistanceConfig`.
+        contrastive_config: None (NSL 1.4: the graph loss is the
+            `distance_config` distance), or a `ContrastiveConfig`: the graph
+            loss is InfoNCE with in-batch negatives instead (new in this
+            version).
     """
     _NESTED = {"neighbor_config": GraphNeighborConfig,
-               "distance_config": DistanceConfig}
+               "distance_config": DistanceConfig,
+               "contrastive_config": ContrastiveConfig}
     neighbor_config = attr.ib(factory=GraphNeighborConfig)
     multiplier = attr.ib(default=0.01, validator=_non_negative_finite)
     distance_config = attr.ib(factory=DistanceConfig)
+    contrastive_config = attr.ib(default=None, converter=_contrastive_config,
+                                 validator=_optional_contrastive)
 
 
 # ---------------------------------------------------------------------------
@@ -640,8 +689,14 @@ def make_graph_reg_config(
         distance_type=attr.fields(DistanceConfig).distance_type.default,
         reduction=attr.fields(DistanceConfig).reduction.default,
         sum_over_axis=attr.fields(DistanceConfig).sum_over_axis.default,
-        transform_fn=attr.fields(DistanceConfig).transform_fn.default):
-    """Returns a `GraphRegConfig` built from flat arguments."""
+        transform_fn=attr.fields(DistanceConfig).transform_fn.default,
+        contrastive_temperature=None):
+    """Returns a `GraphRegConfig` built from flat arguments.
+
+    `contrastive_temperature` (new in this version): None for NSL 1.4's
+    distance loss, or the temperature of a contrastive (InfoNCE) graph loss
+    (`ContrastiveConfig`).
+    """
     return GraphRegConfig(
         neighbor_config=GraphNeighborConfig(
             prefix=neighbor_prefix,
@@ -652,7 +707,10 @@ def make_graph_reg_config(
             distance_type=distance_type,
             reduction=reduction,
             sum_over_axis=sum_over_axis,
-            transform_fn=transform_fn))
+            transform_fn=transform_fn),
+        contrastive_config=(
+            None if contrastive_temperature is None
+            else ContrastiveConfig(temperature=contrastive_temperature)))
 
 
 DEFAULT_DISTANCE_PARAMS = attr.asdict(DistanceConfig())

@@ -163,7 +163,9 @@ _NON_DEFAULT = [
     configs.GraphBuilderConfig("node", "vector", 0.5, 4, 2, 3),
     configs.GraphNeighborConfig("nbr_", "_w", 2),
     configs.GraphRegConfig(configs.GraphNeighborConfig(max_neighbors=3),
-                           0.1, configs.DistanceConfig("l1")),
+                           0.1, configs.DistanceConfig("l1"),
+                           configs.ContrastiveConfig(0.2)),
+    configs.ContrastiveConfig(0.1),
 ]
 
 
@@ -337,3 +339,20 @@ def test_distance_and_other_configs_reject_bad_values():
                                          r"number"):
         configs.DecayConfig(decay_steps=10, decay_rate=float("nan"))
     configs.DecayConfig(10, 0.5, 0.1)
+
+
+def test_contrastive_graph_config():
+    # NSL 1.4's config is unchanged unless a contrastive loss is asked for.
+    assert configs.GraphRegConfig().contrastive_config is None
+    assert configs.make_graph_reg_config().contrastive_config is None
+    config = configs.make_graph_reg_config(max_neighbors=2,
+                                           contrastive_temperature=0.3)
+    assert config.contrastive_config == configs.ContrastiveConfig(0.3)
+    old = {"neighbor_config": configs.GraphNeighborConfig().get_config(),
+           "multiplier": 0.5,
+           "distance_config": configs.DistanceConfig().get_config()}
+    assert configs.GraphRegConfig.from_config(old).contrastive_config is None
+    with pytest.raises(ValueError, match="`temperature` must be"):
+        configs.ContrastiveConfig(0.0)
+    with pytest.raises(TypeError, match="`contrastive_config` must be None"):
+        configs.GraphRegConfig(contrastive_config=0.5)

@@ -81,6 +81,11 @@ class GraphRegularization(regularized_model.RegularizedModel):
             instead of the final output. New in this version.
         neighbor_pass: 'batched' or 'separate' (see above). New in this
             version.
+        unlabeled_label: label value that marks unlabeled rows (e.g. -1,
+            as `NeighborBatchDataset(..., seeds='all', unlabeled_label=-1)`
+            yields them), or None (every row is labeled). With it, the
+            labeled loss and the compiled metrics use labeled rows only and
+            the graph loss every row. New in this version.
         **kwargs: `keras.Model` arguments (e.g. `name`).
 
     Raises:
@@ -121,11 +126,13 @@ class GraphRegularization(regularized_model.RegularizedModel):
     _KERAS_METRIC_NAMES = True
 
     def __init__(self, base_model, graph_reg_config=None, *,
-                 embedding_layer=None, neighbor_pass="batched", **kwargs):
+                 embedding_layer=None, neighbor_pass="batched",
+                 unlabeled_label=None, **kwargs):
         kwargs.setdefault("name", "GraphRegularization")
         term = graph.GraphTerm(graph_reg_config, embedding_layer,
                                neighbor_pass)
-        super().__init__(base_model, terms=[term], **kwargs)
+        super().__init__(base_model, terms=[term],
+                         unlabeled_label=unlabeled_label, **kwargs)
         self.graph_reg_config = term.graph_reg_config
         self.embedding_layer = embedding_layer
         self.neighbor_pass = neighbor_pass
@@ -147,7 +154,8 @@ class GraphRegularization(regularized_model.RegularizedModel):
         config.update(
             graph_reg_config=self.graph_reg_config.get_config(),
             embedding_layer=self.embedding_layer,
-            neighbor_pass=self.neighbor_pass)
+            neighbor_pass=self.neighbor_pass,
+            unlabeled_label=self.unlabeled_label)
         return config
 
     @classmethod

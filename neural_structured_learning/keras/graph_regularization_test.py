@@ -415,3 +415,78 @@ def test_labels_inside_the_input_dict(kind, keys):
     model.compile(keras.optimizers.SGD(0.01), loss="mse")
     with pytest.raises(ValueError, match=keys):
         model.fit(x, batch_size=1, verbose=0)
+
+
+# -- New in this version: contrastive loss, unlabeled rows ------------------
+
+
+def _hidden_model():
+    x = keras.Input((2,), name="feature")
+    hidden = keras.layers.Dense(
+        3, name="hidden", kernel_initializer=keras.initializers.Constant(
+            [[1., -1., 0.5], [0.5, 2., -1.]]))(x)
+    return keras.Model(x, keras.layers.Dense(1, use_bias=False)(hidden))
+
+
+def _batch_of_three():
+    x = {"feature": f32([[1, 2], [3, -1], [0, 1]]),
+         "NL_nbr_0_feature": f32([[1, 1.5], [2, -1], [5, 5]]),
+         "NL_nbr_0_weight": f32([[1], [0.5], [0]])}
+    return x, f32([[1], [0], [2]])
+
+
+def test_contrastive_graph_loss_on_a_hidden_layer():
+    from neural_structured_learning.lib import contrastive  # pylint: disable=import-outside-toplevel
+    config = configs.make_graph_reg_config(
+        max_neighbors=1, multiplier=0.3, contrastive_temperature=0.2)
+    base = _hidden_model()
+    model = GraphRegularization(base, config, embedding_layer="hidden")
+    model.compile(keras.optimizers.SGD(0.0), loss="mse")
+    x, y = _batch_of_three()
+    logs = model.evaluate(x, y, batch_size=3, verbose=0, return_dict=True)
+    hidden = keras.Model(base.inputs, base.get_layer("hidden").output)
+    expected = 0.3 * contrastive.neighbor_info_nce(
+        hidden(x["feature"]), hidden(x["NL_nbr_0_feature"]),
+        x["NL_nbr_0_weight"], 0.2)
+    assert_allclose(logs["scaled_graph_loss"], expected, rtol=1e-5)
+    assert float(to_numpy(expected)) > 0.01
+    # The default (NSL 1.4's L2 distance) differs.
+    plain = GraphRegularization(
+        _hidden_model(), configs.make_graph_reg_config(
+            max_neighbors=1, multiplier=0.3), embedding_layer="hidden")
+    plain.compile(keras.optimizers.SGD(0.0), loss="mse")
+    plain_logs = plain.evaluate(x, y, batch_size=3, verbose=0,
+                                return_dict=True)
+    assert abs(plain_logs["scaled_graph_loss"]
+               - logs["scaled_graph_loss"]) > 1e-3
+
+
+def test_unlabeled_rows_train_the_graph_loss_only():
+    # NeighborBatchDataset(seeds='all', unlabeled_label=-1) marks unlabeled
+    # nodes with -1; the labeled loss averages over labeled rows, the graph
+    # loss over every row.
+    from neural_structured_learning.keras import neighbor_batches  # pylint: disable=import-outside-toplevel
+    features = f32([[2, 3], [2.5, 3], [2, 2], [1, 0]])
+    labels = np.array([[0.], [-1.], [1.], [-1.]], "float32")
+    mask = np.array([True, False, True, False])
+    edges = (np.array([0, 1, 2, 3]), np.array([1, 0, 3, 2]))
+    config = _config(1)
+    data = neighbor_batches.NeighborBatchDataset(
+        features, labels, edges, config.neighbor_config, seeds="all",
+        label_mask=mask, unlabeled_label=-1, batch_size=4, shuffle=False,
+        seed=0)
+    x, y = data[0]
+    assert_allclose(y, [[0.], [-1.], [1.], [-1.]])
+    model = GraphRegularization(_linear("functional"), config,
+                                unlabeled_label=-1)
+    model.compile(keras.optimizers.SGD(0.0), loss="mse")
+    logs = model.evaluate(data, verbose=0, return_dict=True)
+    f = features @ f32(W0)  # [-1, -1.5, 2, 4]
+    labeled = np.mean((f[[0, 2]] - labels[[0, 2]]) ** 2)
+    graph = np.mean([(f[0] - f[1]) ** 2, (f[1] - f[0]) ** 2,
+                     (f[2] - f[3]) ** 2, (f[3] - f[2]) ** 2])
+    assert_allclose(logs["scaled_graph_loss"], graph, rtol=1e-5)
+    assert_allclose(logs["loss"], labeled + graph, rtol=1e-5)
+    # Without the marker the -1 labels would count as labels.
+    config_round_trip = GraphRegularization.from_config(model.get_config())
+    assert config_round_trip.unlabeled_label == -1

@@ -154,8 +154,9 @@ class _NeighborBatches:
                  node_ids=None, seeds=None, label_mask=None, batch_size=128,
                  sampling="top", undirected=False, shuffle=True, seed=None,
                  missing_ids="raise", feature_name="feature",
-                 drop_remainder=False):
+                 drop_remainder=False, unlabeled_label=None):
         self.neighbor_config = _check_config(neighbor_config)
+        self.unlabeled_label = unlabeled_label
         if not isinstance(features, dict):
             features = {feature_name: features}
         self.features = {}
@@ -279,10 +280,12 @@ class _NeighborBatches:
         y = np.take(self.labels, rows, axis=0)
         if not self.with_sample_weight:
             return x, y
-        labeled = self.label_mask[rows]
-        y = np.where(labeled.reshape((-1,) + (1,) * (y.ndim - 1)), y,
-                     np.zeros_like(y))
-        return x, y, labeled.astype(np.float32)
+        labeled = self.label_mask[rows].reshape((-1,) + (1,) * (y.ndim - 1))
+        if self.unlabeled_label is not None:
+            return x, np.where(labeled, y, np.full_like(
+                y, self.unlabeled_label))
+        y = np.where(labeled, y, np.zeros_like(y))
+        return x, y, labeled.reshape(-1).astype(np.float32)
 
 
 _COMMON_ARGS = """
@@ -315,6 +318,13 @@ _COMMON_ARGS = """
             and sample weight 0, so they only contribute to the graph loss),
             or an array of rows (or a boolean mask).
         label_mask: optional boolean `[nodes]`, True for labeled nodes.
+        unlabeled_label: None (default): unlabeled seeds get label 0 and
+            sample weight 0. A value (e.g. -1): unlabeled seeds carry it as
+            their label and no sample weights are yielded, for models that
+            train their labeled loss on labeled rows only and their graph
+            term on every row (`GraphRegularization(...,
+            unlabeled_label=-1)`, `RegularizedModel(...,
+            unlabeled_label=-1)`).
         batch_size: seeds per batch.
         sampling: how neighbours are chosen when a node has more than
             `max_neighbors`: 'top' (highest weights, deterministic; NSL
@@ -331,7 +341,7 @@ _COMMON_ARGS = """
         drop_remainder: drop the last incomplete batch.
 
     Each batch is `(x, y)`, or `(x, y, sample_weight)` when some seeds are
-    unlabeled, or `x` when `labels` is None; `x` holds `name`,
+    unlabeled (and `unlabeled_label` is None), or `x` when `labels` is None; `x` holds `name`,
     `{prefix}{i}_{name}` and `{prefix}{i}{weight_suffix}` (`[B, 1]`
     float32) for `i < max_neighbors`.
 
@@ -373,14 +383,14 @@ class NeighborBatchDataset(keras.utils.PyDataset):
                  node_ids=None, seeds=None, label_mask=None, batch_size=128,
                  sampling="top", undirected=False, shuffle=True, seed=None,
                  missing_ids="raise", feature_name="feature",
-                 drop_remainder=False, **kwargs):
+                 drop_remainder=False, unlabeled_label=None, **kwargs):
         super().__init__(**kwargs)
         self._batches = _NeighborBatches(
             features, labels, graph, neighbor_config, node_ids=node_ids,
             seeds=seeds, label_mask=label_mask, batch_size=batch_size,
             sampling=sampling, undirected=undirected, shuffle=shuffle,
             seed=seed, missing_ids=missing_ids, feature_name=feature_name,
-            drop_remainder=drop_remainder)
+            drop_remainder=drop_remainder, unlabeled_label=unlabeled_label)
         self.epoch = 0
         self._order = self._batches.order(0)
 

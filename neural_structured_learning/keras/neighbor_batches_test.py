@@ -275,3 +275,34 @@ def test_bad_arguments():
     with pytest.raises(TypeError, match="`neighbor_config` must be an "
                        "nsl.configs.GraphNeighborConfig"):
         neighbor_batches.NeighborBatchDataset(X, Y, GRAPH, 2)
+
+
+# -- k-hop and PPR neighbourhoods (nsl.tools) as the graph -------------------
+
+
+@pytest.mark.parametrize("method", ["khop", "ppr"])
+def test_neighborhood_graphs_feed_the_dataset(method, tmp_path):
+    scipy_sparse = pytest.importorskip("scipy.sparse")
+    # pylint: disable-next=import-outside-toplevel
+    from neural_structured_learning import tools
+    adjacency = scipy_sparse.csr_array((WEIGHTS, (SOURCES, TARGETS)),
+                                       shape=(6, 6))
+    adjacency = adjacency + adjacency.T
+    if method == "khop":
+        nbhd = tools.khop_neighbors(adjacency, k=2, top_k=2)
+    else:
+        nbhd = tools.ppr_neighbors(adjacency, alpha=0.2, top_k=2)
+    tsv = str(tmp_path / "nbhd.tsv")  # Ids "0".."5", the feature rows.
+    tools.write_neighborhood_graph(adjacency, tsv, method=method, k=2,
+                                   alpha=0.2, top_k=2)
+    for graph, node_ids in ((nbhd.to_scipy(), None), (tsv, np.arange(6))):
+        x, _ = neighbor_batches.NeighborBatchDataset(
+            X, Y, graph, _config(2), node_ids=node_ids, shuffle=False,
+            batch_size=6)[0]
+        for i, row in enumerate([0, 1, 3, 4]):  # The labeled rows.
+            targets, weights = nbhd.neighbors(row)
+            assert len(targets) == 2
+            assert_allclose(
+                [x[f"NL_nbr_{j}_feature"][i, 0] for j in range(2)], targets)
+            assert_allclose(
+                [x[f"NL_nbr_{j}_weight"][i, 0] for j in range(2)], weights)

@@ -6,6 +6,7 @@ tensors as well as dicts and lists of tensors.
 
 from neural_structured_learning.lib.abstract_gen_neighbor import GenNeighbor
 from neural_structured_learning.lib.adversarial_neighbor import gen_adv_neighbor
+from neural_structured_learning.lib.contrastive import neighbor_info_nce
 from neural_structured_learning.lib.decay import decay_over_time
 from neural_structured_learning.lib.distances import jensen_shannon_divergence
 from neural_structured_learning.lib.distances import kl_divergence
@@ -33,6 +34,7 @@ __all__ = [
     "jensen_shannon_divergence",
     "kl_divergence",
     "maximize_within_unit_norm",
+    "neighbor_info_nce",
     "normalize",
     "pairwise_distance_wrapper",
     "project_to_ball",

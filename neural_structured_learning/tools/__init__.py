@@ -7,6 +7,9 @@
   the NSL 1.4 graph helpers (`dict` graphs and TSV files).
 * `load_graph_csr`, `Graph`: a graph as NumPy CSR arrays
   (`UnknownNodeError` for edges to unknown nodes).
+* `khop_neighbors`, `ppr_neighbors`: each node's top-k neighbours by
+  normalised adjacency powers (k hops) or personalized PageRank, as a
+  `Graph`; `write_neighborhood_graph` writes them as graph TSV (needs SciPy).
 * Sub-modules: `tfrecord` (TFRecord I/O with CRC checks) and
   `example_proto` (`tf.train.Example` without TensorFlow).
 
@@ -17,14 +20,16 @@ Command lines, with NSL 1.4's flags:
     python -m neural_structured_learning.tools.pack_nbrs [flags] \
         labeled.tfr unlabeled.tfr graph.tsv output.tfr
 
-or `nsl build-graph ...` and `nsl pack-nbrs ...` (`nsl <command> --help`).
+or `nsl build-graph ...`, `nsl pack-nbrs ...` and `nsl neighborhoods ...`
+(`nsl <command> --help`).
 
 As in NSL 1.4, `neural_structured_learning.tools.build_graph` and
 `.pack_nbrs` are the functions, not the same-named command-line modules; that
 stays true after those modules are imported (e.g. by `python -m`).
 Importing this package needs only NumPy; protobuf, crc32c, FAISS and pyarrow
 are imported when a function needs them (`pip install
-'neural-structured-learning-keras[tools]'`).
+'neural-structured-learning-keras[tools]'`), SciPy by the neighbourhood
+functions (`pip install scipy`).
 """
 
 import sys
@@ -40,6 +45,9 @@ from neural_structured_learning.tools.graph_utils import add_undirected_edges
 from neural_structured_learning.tools.graph_utils import load_graph_csr
 from neural_structured_learning.tools.graph_utils import read_tsv_graph
 from neural_structured_learning.tools.graph_utils import write_tsv_graph
+from neural_structured_learning.tools.neighborhoods import khop_neighbors
+from neural_structured_learning.tools.neighborhoods import ppr_neighbors
+from neural_structured_learning.tools.neighborhoods import write_neighborhood_graph
 
 __all__ = [
     "Graph",
@@ -48,9 +56,12 @@ __all__ = [
     "add_undirected_edges",
     "build_graph",
     "build_graph_from_config",
+    "khop_neighbors",
     "load_graph_csr",
     "pack_nbrs",
+    "ppr_neighbors",
     "read_tsv_graph",
+    "write_neighborhood_graph",
     "write_tsv_graph",
 ]
 

@@ -2,6 +2,10 @@
 
     term = multiplier * reduce_{i, j} w_ij * d(h(x_i), h(x_ij))
 
+(or, with `graph_reg_config.contrastive_config`, `multiplier` times the
+InfoNCE loss of `nsl.lib.neighbor_info_nce`, the batch's other samples as
+negatives)
+
 where `x_ij` is the `j`-th neighbour of sample `i` (at most `max_neighbors`),
 `w_ij` its edge weight (0 for padding), `h` the regularized tensor (the base
 model's output, or a named intermediate layer) and `d`/`reduce` the distance
@@ -24,6 +28,7 @@ from neural_structured_learning.keras import _base_model
 from neural_structured_learning.keras.layers import neighbor_features
 from neural_structured_learning.keras.layers import pairwise_distance
 from neural_structured_learning.keras.terms import _term
+from neural_structured_learning.lib import contrastive as contrastive_lib
 from neural_structured_learning.lib import distances
 from neural_structured_learning.lib import neighbors as lib_neighbors
 
@@ -215,6 +220,11 @@ class GraphTerm(_term.Term):
                 nbrs, training))
         weights = _expand_weights(ops.cast(weights, "float32"),
                                   len(targets.shape))
+        contrastive = self.graph_reg_config.contrastive_config
+        if contrastive is not None:
+            graph_loss = contrastive_lib.neighbor_info_nce(
+                sources, targets, weights, contrastive.temperature)
+            return self.graph_reg_config.multiplier * graph_loss
         targets = ops.cast(targets, "float32")
         sources = pairwise_distance.replicate_sources(
             ops.cast(sources, "float32"), targets)
