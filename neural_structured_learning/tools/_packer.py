@@ -18,6 +18,7 @@ parsed example). docs/tools.md gives measured peaks.
 import array
 import collections
 import logging
+import numbers
 import os
 import time
 
@@ -104,7 +105,8 @@ class _ExampleIndex:
 
 def pack_nbrs(labeled_examples_path, unlabeled_examples_path, graph_path,
               output_training_data_path, add_undirected_edges=False,
-              max_nbrs=None, id_feature_name="id", *, progress=None):
+              max_nbrs=None, id_feature_name="id", *, progress=None,
+              unlabeled_label=None, label_feature_name="label"):
     """Merges each labeled example with its graph neighbours' features.
 
     For each labeled example `s` (in input order; for a repeated id, the
@@ -129,6 +131,14 @@ def pack_nbrs(labeled_examples_path, unlabeled_examples_path, graph_path,
     The output is NSL 1.4's, feature for feature; the file is written
     atomically.
 
+    New in this version: with `unlabeled_label` (e.g. -1), the unlabeled
+    examples are written too, after the labeled ones (in input order), with
+    their neighbours merged the same way and `label_feature_name` set to
+    `int64_list [unlabeled_label]`: batches then mix labeled and unlabeled
+    nodes, for a model that trains its labeled loss on labeled rows only
+    and its graph loss on every row (`GraphRegularization(...,
+    unlabeled_label=-1)`).
+
     Args:
         labeled_examples_path: TFRecord file(s) of labeled `tf.train.Example`:
             a name, a glob, or a list of them.
@@ -140,6 +150,9 @@ def pack_nbrs(labeled_examples_path, unlabeled_examples_path, graph_path,
         max_nbrs: most neighbours per example, or `None` for all.
         id_feature_name: the `bytes_list` feature holding each example's id.
         progress: show progress bars; `None` shows them on a terminal.
+        unlabeled_label: None (NSL 1.4), or an integer: write the unlabeled
+            examples too, labeled with it (see above).
+        label_feature_name: the label feature set on unlabeled examples.
 
     Raises:
         ValueError: for invalid arguments, an example without a single-value
@@ -152,6 +165,16 @@ def pack_nbrs(labeled_examples_path, unlabeled_examples_path, graph_path,
     # pylint: disable=import-outside-toplevel
     from neural_structured_learning.tools import tfrecord
     _validation.check_int("max_nbrs", max_nbrs, 0, allow_none=True)
+    if unlabeled_label is not None:
+        if isinstance(unlabeled_label, bool) or not isinstance(
+                unlabeled_label, numbers.Integral):
+            raise ValueError(
+                "`unlabeled_label` must be an integer or None. Received: "
+                f"unlabeled_label={unlabeled_label!r}")
+        if not isinstance(label_feature_name, str) or not label_feature_name:
+            raise ValueError(
+                "`label_feature_name` must be a non-empty string. Received: "
+                f"label_feature_name={label_feature_name!r}")
     if not isinstance(id_feature_name, str) or not id_feature_name:
         raise ValueError("`id_feature_name` must be a non-empty string. "
                          f"Received: id_feature_name={id_feature_name!r}")
@@ -177,22 +200,30 @@ def pack_nbrs(labeled_examples_path, unlabeled_examples_path, graph_path,
     _logger.info("Indexed %d distinct examples, %d labeled (%.1f s).",
                  len(index.ids), len(index.seeds), time.time() - start)
 
+    labeled = np.frombuffer(index.labeled, np.int8).astype(bool)
+    seeds = list(index.seeds)
+    if unlabeled_label is not None:
+        seeds += np.flatnonzero(~labeled).tolist()
+    is_seed = np.zeros(len(index.ids), bool)
+    is_seed[seeds] = True
     indptr, nbrs, weights = _choose_neighbors(
-        index, graph_files, add_undirected_edges, max_nbrs)
+        index, graph_files, add_undirected_edges, max_nbrs, is_seed)
 
     out_degrees = collections.Counter()
     with _Merger(index) as merger, tfrecord.TFRecordWriter(
             output_training_data_path) as writer, _progress.progress_bar(
-                desc="Packing", unit="example", total=len(index.seeds),
+                desc="Packing", unit="example", total=len(seeds),
                 enabled=progress) as bar:
-        for seed in index.seeds:
+        for seed in seeds:
             begin, end = indptr[seed], indptr[seed + 1]
+            label = None if labeled[seed] else (label_feature_name,
+                                                unlabeled_label)
             writer.write(merger.merge(seed, nbrs[begin:end].tolist(),
-                                      weights[begin:end].tolist()))
+                                      weights[begin:end].tolist(), label))
             out_degrees[int(end - begin)] += 1
             bar.update(1)
     _logger.info("Wrote %d merged examples to %s (%.1f s). Out-degree "
-                 "histogram: %s", len(index.seeds), output_training_data_path,
+                 "histogram: %s", len(seeds), output_training_data_path,
                  time.time() - start, sorted(out_degrees.items()))
 
 
@@ -225,11 +256,19 @@ class _Merger:
             self._fds[file_index], index.offset[row], index.length[row],
             path=index.files[file_index], index=index.record[row]))
 
-    def merge(self, seed, nbrs, weights):
-        """Returns the serialized seed example with its neighbours merged."""
+    def merge(self, seed, nbrs, weights, label=None):
+        """Returns the serialized seed example with its neighbours merged.
+
+        `label`: optional `(feature name, int)` set on the seed (unlabeled
+        seeds), before its neighbours are merged.
+        """
         example = self._example
         merged = example(seed)
         features = merged.features.feature
+        if label is not None:
+            name, value = label
+            features[name].Clear()
+            features[name].int64_list.value.append(value)
         features[naming.NUM_NBRS_FEATURE].int64_list.value.append(len(nbrs))
         for i, (nbr, weight) in enumerate(zip(nbrs, weights)):
             prefix = f"{naming.NBR_PREFIX}{i}_"
@@ -240,14 +279,13 @@ class _Merger:
         return merged.SerializeToString()
 
 
-def _choose_neighbors(index, graph_files, undirected, max_nbrs):
+def _choose_neighbors(index, graph_files, undirected, max_nbrs, labeled):
     """Returns CSR arrays `(indptr, nbrs, weights)` of each seed's neighbours.
 
     Row `r`'s chosen neighbours are `nbrs[indptr[r]:indptr[r + 1]]`, best
-    first; rows that are not labeled have none.
+    first; rows that are not seeds (`labeled`, a boolean mask) have none.
     """
     start = time.time()
-    labeled = np.frombuffer(index.labeled, np.int8).astype(bool)
     graph_ids, src_code, dst_code, wts = graph_utils.read_tsv_edge_arrays(
         graph_files)
     row_of = index.row_of

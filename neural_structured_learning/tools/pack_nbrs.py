@@ -31,6 +31,11 @@ FLAGS = (
                 "Make every edge S-->T also count as T-->S before choosing "
                 "neighbors (weight max(w1, w2) when both exist)."),
     _flags.Flag("progress", bool, True, "Show progress bars on a terminal."),
+    _flags.Flag("unlabeled_label", int, None,
+                "New: also write the unlabeled examples (with neighbours), "
+                "their label feature set to this value (e.g. -1)."),
+    _flags.Flag("label_feature_name", str, "label",
+                "New: the label feature set on unlabeled examples."),
 )
 
 
@@ -52,7 +57,9 @@ def _run(args):
     pack_nbrs(labeled, unlabeled, graph, output,
               add_undirected_edges=args.add_undirected_edges,
               max_nbrs=args.max_nbrs, id_feature_name=args.id_feature_name,
-              progress=None if args.progress else False)
+              progress=None if args.progress else False,
+              unlabeled_label=args.unlabeled_label,
+              label_feature_name=args.label_feature_name)
 
 
 def main(argv=None):

@@ -166,3 +166,18 @@ def test_missing_output_directory_fails_before_the_work(files, tmp_path):
                        r"exist"):
         tools.pack_nbrs(files["labeled"], "", str(tmp_path / "no_graph.tsv"),
                         str(tmp_path / "missing" / "out.tfr"))
+
+
+def test_unlabeled_examples_as_seeds(files):
+    # New: with `unlabeled_label`, unlabeled examples are written too, after
+    # the labeled ones, with their neighbours and the label set to it.
+    tools.pack_nbrs(files["labeled"], files["unlabeled"], files["graph"],
+                    files["out"], add_undirected_edges=True,
+                    unlabeled_label=-1)
+    a, c, b = read_examples(files["out"])
+    assert a == packed(A, (C, F32_09), (B, 0.5))
+    assert c == packed(C, (B, 1.0), (A, F32_09))
+    assert b == packed(dict(B, label=[-1]), (C, 1.0), (A, 0.5))
+    with pytest.raises(ValueError, match="`unlabeled_label` must be"):
+        tools.pack_nbrs(files["labeled"], "", files["graph"], files["out"],
+                        unlabeled_label=0.5)
