@@ -18,9 +18,10 @@ minimisation) and NSL 1.4's constructors; terms combine in one model:
 
 One training step runs Keras's own hooks in order, on every backend:
 
-1. `call(x)` parses the batch once into a `Batch` (`_batch.py`: features for the base
-   model, labels and sample weights found in the input dict, each term's own
-   inputs such as packed neighbours) and runs the clean forward pass: the
+1. `call(x)` parses the batch once into a `Batch` (`_batch.py`: features
+   for the base model, labels and sample weights found in the input dict,
+   each term's own inputs such as packed neighbours) and runs the clean
+   forward pass: the
    batch plus any rows a term asks for (graph neighbours, batched), the
    activations of the layers terms regularize, and, when a term asks, a
    recording of the pass for input gradients. The result is a `Step`.
