@@ -47,7 +47,8 @@ DEFAULTS = dict(hidden=64, input_dropout=0.0, dropout=0.5, weight_decay=5e-4,
                 max_neighbors=20, hop2_weight=0.5, distance_type="l2",
                 transform_fn="softmax", sampling="uniform",
                 all_nodes=False, contrastive_temperature=0.0,
-                embedding_layer="", batch_size=0)
+                embedding_layer="", batch_size=0, neighborhood="hops",
+                neighborhood_top_k=10, ppr_alpha=0.1, khop_k=2)
 
 
 def load(name, data_dir=None):
@@ -65,6 +66,30 @@ def graph_with_hops(edges, num_nodes, hop2_weight):
     two_hop = adjacency @ adjacency
     two_hop.data[:] = hop2_weight
     return adjacency.maximum(two_hop)  # Self-loops are dropped later.
+
+
+def neighborhood_graph(data, h):
+    """The graph whose neighbours are sampled, per `h["neighborhood"]`.
+
+    "hops" (default): `graph_with_hops` (the graph plus 2-hop edges of
+    weight `hop2_weight`); "ppr": each node's `neighborhood_top_k` nodes by
+    personalized PageRank (`nsl.tools.ppr_neighbors`, teleport `ppr_alpha`);
+    "khop": each node's `neighborhood_top_k` heaviest nodes within `khop_k`
+    hops (`nsl.tools.khop_neighbors`, symmetric normalisation).
+    """
+    num_nodes = len(data.labels)
+    if h["neighborhood"] == "hops":
+        return graph_with_hops(data.edges, num_nodes, h["hop2_weight"])
+    adjacency = graph_with_hops(data.edges, num_nodes, 0.0)
+    if h["neighborhood"] == "ppr":
+        return nsl.tools.ppr_neighbors(
+            adjacency, alpha=h["ppr_alpha"], top_k=h["neighborhood_top_k"],
+            progress=False).to_scipy()
+    if h["neighborhood"] == "khop":
+        return nsl.tools.khop_neighbors(
+            adjacency, k=h["khop_k"], top_k=h["neighborhood_top_k"],
+            progress=False).to_scipy()
+    raise ValueError(f"Unknown neighborhood {h['neighborhood']!r}.")
 
 
 def make_mlp(num_features, num_classes, hidden, input_dropout, dropout,
@@ -131,12 +156,14 @@ def run(data, graph_regularized=True, seed=0, **hparams):
         model = nsl.keras.GraphRegularization(
             base, config, embedding_layer=h["embedding_layer"] or None,
             unlabeled_label=-1 if h["all_nodes"] else None)
-        graph = graph_with_hops(data.edges, num_nodes, h["hop2_weight"])
+        graph = neighborhood_graph(data, h)
         train = nsl.keras.NeighborBatchDataset(
             {FEATURE: data.features}, labels, graph, config.neighbor_config,
             seeds="all" if h["all_nodes"] else None,
             unlabeled_label=-1 if h["all_nodes"] else None,
-            batch_size=h["batch_size"] or len(data.train),
+            # batch_size 0: the labeled nodes' count; -1: every node.
+            batch_size=(num_nodes if h["batch_size"] < 0
+                        else h["batch_size"] or len(data.train)),
             sampling=h["sampling"], seed=seed)
     else:
         # The same batches without neighbours; the wrapper with the default
@@ -157,6 +184,14 @@ def run(data, graph_regularized=True, seed=0, **hparams):
         val_accuracy=best.best, best_epoch=best.best_epoch, seconds=seconds)
 
 
+def add_hparam_flags(parser, defaults=None, prefix=""):
+    """Adds a `--{prefix}{name}` flag for each hyper-parameter of DEFAULTS."""
+    for name, value in (defaults or DEFAULTS).items():
+        kind = ((lambda text: text.lower() in ("1", "true", "yes"))
+                if isinstance(value, bool) else type(value))
+        parser.add_argument(f"--{prefix}{name}", type=kind, default=value)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data_dir", default=None,
@@ -164,10 +199,7 @@ def main(argv=None):
     parser.add_argument("--dataset", default="cora",
                         choices=["cora", "citeseer"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    for name, value in DEFAULTS.items():
-        kind = ((lambda text: text.lower() in ("1", "true", "yes"))
-                if isinstance(value, bool) else type(value))
-        parser.add_argument(f"--{name}", type=kind, default=value)
+    add_hparam_flags(parser)
     args = parser.parse_args(argv)
     data = load(args.dataset, args.data_dir)
     hparams = {name: getattr(args, name) for name in DEFAULTS}
