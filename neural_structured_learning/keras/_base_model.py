@@ -27,6 +27,15 @@ def call(base_model, features, training=None, **kwargs):
 input_structure = _internals.input_structure
 
 
+def input_names(model):
+    """Names of the model's inputs, in its input order; None for a model
+    without named inputs (subclassed)."""
+    structure = input_structure(model)
+    if structure is None:
+        return None
+    return [t.name for t in tree.flatten(structure)]
+
+
 def _route(model, features):
     struct = input_structure(model)
     if struct is None:

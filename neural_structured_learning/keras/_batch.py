@@ -77,7 +77,7 @@ def parse(model, x, shapes=False):
         else:
             features, taken = term.take_inputs(model, features)
         batch.term_inputs.append(taken)
-    names = input_names(model.base_model)
+    names = _base_model.input_names(model.base_model)
     if names is not None:  # Only what the base model reads is perturbed.
         features = {k: v for k, v in features.items() if k in names}
     batch.features = features
@@ -141,15 +141,23 @@ def label_mask(model, batch, rows):
     return 1.0 - ops.cast(unlabeled, "float32")
 
 
-def input_names(base_model):
-    """Names of the base model's inputs, or None (a subclassed model)."""
-    structure = _base_model.input_structure(base_model)
-    if structure is None:
-        return None
-    return {t.name for t in tree.flatten(structure)}
+def on_labeled_rows(batch):
+    """`(labels, weights)` that restrict a loss or metric to labeled rows.
+
+    Without a label mask, the batch's labels and sample weights. With one,
+    the weights are `mask * sample_weight` and the labels of unlabeled rows
+    are replaced by 0 (`_safe_labels`).
+    """
+    labels, weights, mask = batch.labels, batch.sample_weight, batch.label_mask
+    if mask is None:
+        return labels, weights
+    labels = tree.map_structure(lambda t: _safe_labels(t, mask), labels)
+    weights = mask if weights is None else mask * ops.reshape(
+        ops.cast(weights, "float32"), ops.shape(mask))
+    return labels, weights
 
 
-def safe_labels(labels, labeled):
+def _safe_labels(labels, labeled):
     """Labels with unlabeled rows set to 0 (their loss is weighted 0)."""
     labels = ops.convert_to_tensor(labels)
     dtype = keras.backend.standardize_dtype(labels.dtype)

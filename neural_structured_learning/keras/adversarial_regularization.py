@@ -161,6 +161,8 @@ class AdversarialRegularization(regularized_model.RegularizedModel):
     (2, 10)
     """
 
+    _CONFIGS = {"adv_config": configs.AdvRegConfig}
+
     def __init__(self, base_model, label_keys=("label",),
                  sample_weight_key=None, adv_config=None,
                  base_with_labels_in_features=False, seed=None,
@@ -180,11 +182,6 @@ class AdversarialRegularization(regularized_model.RegularizedModel):
         config["adv_config"] = self.adv_config.get_config()
         config["fuse_clean_pass"] = self.fuse_clean_pass
         return config
-
-    @classmethod
-    def _configs_from_dicts(cls, config):
-        return {"adv_config": configs.AdvRegConfig.from_config(
-            config["adv_config"])}
 
     def perturb_on_batch(self, x, y=None, sample_weight=None,
                          **config_kwargs):

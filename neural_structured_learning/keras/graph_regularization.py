@@ -22,6 +22,7 @@ Using Graphs", https://research.google/pubs/pub46568/
 import keras
 
 from neural_structured_learning.configs import configs
+from neural_structured_learning.keras import _base_model
 from neural_structured_learning.keras import regularized_model
 from neural_structured_learning.keras.layers import neighbor_features
 from neural_structured_learning.keras.layers import pairwise_distance
@@ -124,6 +125,7 @@ class GraphRegularization(regularized_model.RegularizedModel):
     """
 
     _KERAS_METRIC_NAMES = True
+    _CONFIGS = {"graph_reg_config": configs.GraphRegConfig}
 
     def __init__(self, base_model, graph_reg_config=None, *,
                  embedding_layer=None, neighbor_pass="batched",
@@ -158,15 +160,10 @@ class GraphRegularization(regularized_model.RegularizedModel):
             unlabeled_label=self.unlabeled_label)
         return config
 
-    @classmethod
-    def _configs_from_dicts(cls, config):
-        return {"graph_reg_config": configs.GraphRegConfig.from_config(
-            config["graph_reg_config"])}
-
     def missing_labels_message(self, x):
         if not isinstance(x, dict):
             return super().missing_labels_message(x)
-        names = graph.input_names(self.base_model)
+        names = _base_model.input_names(self.base_model)
         prefix = self.neighbor_config.prefix
         extra = sorted(k for k in x if not k.startswith(prefix)
                        and (names is None or k not in names))

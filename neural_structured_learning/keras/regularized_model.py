@@ -152,6 +152,8 @@ class RegularizedModel(keras.Model):
     """
 
     _KERAS_METRIC_NAMES = False  # GraphRegularization: Keras's naming.
+    # Arguments holding `nsl.configs` objects, rebuilt by `from_config`.
+    _CONFIGS = {}
 
     def __init__(self, base_model, terms=(), label_keys=(),
                  sample_weight_key=None, label_mask_key=None,
@@ -280,14 +282,7 @@ class RegularizedModel(keras.Model):
                 keras.saving.deserialize_keras_object(
                     t, custom_objects=custom_objects)
                 for t in config["terms"]]
-        config.update(cls._configs_from_dicts(config))
-        return cls(**config)
-
-    @classmethod
-    def _configs_from_dicts(cls, config):
-        """Subclasses rebuild their config objects from `get_config` dicts."""
-        del config
-        return {}
+        return cls(**_term.configs_from_dicts(config, cls._CONFIGS))
 
     def compile(self, optimizer="rmsprop", loss=None, metrics=None,
                 loss_weights=None, weighted_metrics=None, **kwargs):
@@ -589,22 +584,18 @@ class RegularizedModel(keras.Model):
         labels of unlabeled rows are replaced by zeros, which would otherwise
         be out-of-range class indices (their loss is weighted 0).
         """
+        labels, weights = _batch.on_labeled_rows(batch)
         flat_pred = tree.flatten(predictions)
-        flat_labels = tree.flatten(batch.labels)
+        flat_labels = tree.flatten(labels)
         if len(flat_labels) != len(flat_pred) or len(flat_pred) != len(
                 self._parts.losses):
             raise ValueError(
                 "The model has different number of outputs and labels. "
                 f"({len(flat_pred)} vs. {len(flat_labels)}; "
                 f"label_keys={list(self.label_keys)})")
-        weights = batch.sample_weight
-        mask = batch.label_mask
-        if mask is not None:
-            weights = mask if weights is None else mask * ops.reshape(
-                ops.cast(weights, "float32"), ops.shape(mask))
-            flat_labels = [_batch.safe_labels(y, mask) for y in flat_labels]
         total = sum(w * loss(y, p, weights) for (_, loss, w), y, p in zip(
             self._parts.losses, flat_labels, flat_pred))
+        mask = batch.label_mask
         if mask is None:
             return total
         # Keras losses average over the batch: rescale to labeled rows.
@@ -655,13 +646,7 @@ class RegularizedModel(keras.Model):
         if batch is None:
             batch = self._parse(x)
             self._complete(batch, x, y, sample_weight, y_pred)
-        labels, weights = batch.labels, batch.sample_weight
-        if batch.label_mask is not None:
-            mask = batch.label_mask
-            labels = tree.map_structure(lambda t: _batch.safe_labels(t, mask),
-                                        labels)
-            weights = mask if weights is None else mask * ops.reshape(
-                ops.cast(weights, "float32"), ops.shape(mask))
+        labels, weights = _batch.on_labeled_rows(batch)
         return super().compute_metrics(x, labels, y_pred, weights)
 
 

@@ -81,6 +81,8 @@ class VirtualAdversarialRegularization(regularized_model.RegularizedModel):
         **kwargs: passed to `keras.Model`.
     """
 
+    _CONFIGS = {"vat_config": configs.VirtualAdvConfig}
+
     def __init__(self, base_model, vat_config=None, multiplier=1.0,
                  label_keys=("label",), sample_weight_key=None,
                  label_mask_key=None, unlabeled_label=naming.UNLABELED,
@@ -124,11 +126,6 @@ class VirtualAdversarialRegularization(regularized_model.RegularizedModel):
                       from_logits=self.from_logits,
                       perturbed_pass_training=self.perturbed_pass_training)
         return config
-
-    @classmethod
-    def _configs_from_dicts(cls, config):
-        return {"vat_config": configs.VirtualAdvConfig.from_config(
-            config["vat_config"])}
 
     def vat_loss(self, features, predictions, training=False,
                  from_logits=True, initial_direction=None):

@@ -68,9 +68,26 @@ class Term:
     def loss(self, model, step, index, training):
         raise NotImplementedError
 
+    # Arguments holding `nsl.configs` objects, rebuilt by `from_config`.
+    _CONFIGS = {}
+
     def get_config(self):
         return {"name": self.name}
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        return cls(**configs_from_dicts(config, cls._CONFIGS))
+
+
+def configs_from_dicts(config, classes):
+    """`config` with `{argument: config class}` dicts rebuilt as objects.
+
+    E.g. `{'adv_config': {...}}` with `{'adv_config': AdvRegConfig}` gives
+    `{'adv_config': AdvRegConfig.from_config({...})}`; other entries (and
+    values that are not dicts) are kept.
+    """
+    config = dict(config)
+    for name, config_cls in classes.items():
+        if isinstance(config.get(name), dict):
+            config[name] = config_cls.from_config(config[name])
+    return config

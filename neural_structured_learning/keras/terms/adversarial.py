@@ -42,6 +42,7 @@ class AdversarialTerm(_term.Term):
     """
 
     metric_attribute = "_scaled_adv_loss"
+    _CONFIGS = {"adv_config": configs.AdvRegConfig}
 
     def __init__(self, adv_config=None, fuse_clean_pass=True,
                  name="scaled_adversarial_loss"):
@@ -60,13 +61,6 @@ class AdversarialTerm(_term.Term):
         return {"adv_config": self.adv_config.get_config(),
                 "fuse_clean_pass": self.fuse_clean_pass, "name": self.name}
 
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["adv_config"] = configs.AdvRegConfig.from_config(
-            config["adv_config"])
-        return cls(**config)
-
     def wants_recording(self, model, training):
         del model
         return (training and self.adv_config.multiplier > 0
@@ -80,20 +74,19 @@ class AdversarialTerm(_term.Term):
         if self.adv_config.multiplier == 0:
             return None
         batch = step.batch
-        first_grads = None
-        if step.input_gradients is not None:
-            keys, _, _ = adversarial_neighbor.split_perturbable(
-                batch.features)
-            first_grads = [step.input_gradients[k] for k in keys]
         neighbor = self.neighbor(model, batch, training,
                                  self.adv_config.adv_neighbor_config,
-                                 first_grads)
+                                 step.input_gradients)
         adv_loss = model.labeled_loss(batch, model.run_base(neighbor,
                                                             training))
         return _distribution.unscale(self.adv_config.multiplier * adv_loss)
 
     def neighbor(self, model, batch, training, config, first_grads=None):
-        """The adversarial neighbour of `batch.features` under `config`."""
+        """The adversarial neighbour of `batch.features` under `config`.
+
+        `first_grads`: optional `{feature key: gradient}` of the labeled
+        loss (from the recorded clean pass) to start from.
+        """
         features = batch.features
         keys, x0, others = adversarial_neighbor.split_perturbable(features)
         if not x0:
@@ -114,6 +107,8 @@ class AdversarialTerm(_term.Term):
                     batch, model.run_base(features_at(ys), training)), xs)[1]
 
         adv = adversarial_neighbor.perturb(
-            x0, keys, grad_fn, config, constraints, first_grads=first_grads,
+            x0, keys, grad_fn, config, constraints,
+            first_grads=(None if first_grads is None
+                         else [first_grads[k] for k in keys]),
             seed=model.seed_generator)
         return features_at(adv)

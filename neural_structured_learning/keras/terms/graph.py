@@ -78,6 +78,7 @@ class GraphTerm(_term.Term):
     """
 
     metric_attribute = "_scaled_graph_loss"
+    _CONFIGS = {"graph_reg_config": configs.GraphRegConfig}
 
     def __init__(self, graph_reg_config=None, embedding_layer=None,
                  neighbor_pass="batched", name="scaled_graph_loss"):
@@ -106,13 +107,6 @@ class GraphTerm(_term.Term):
         return {"graph_reg_config": self.graph_reg_config.get_config(),
                 "embedding_layer": self.embedding_layer,
                 "neighbor_pass": self.neighbor_pass, "name": self.name}
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["graph_reg_config"] = configs.GraphRegConfig.from_config(
-            config["graph_reg_config"])
-        return cls(**config)
 
     def regularizes(self):
         return (self.graph_reg_config.multiplier > 0
@@ -145,7 +139,7 @@ class GraphTerm(_term.Term):
         sample = self.strip(features)
         if not self.regularizes():
             return sample, None
-        names = input_names(model.base_model)
+        names = _base_model.input_names(model.base_model)
         if names is not None:
             missing = [n for n in names if n not in sample]
             if missing:
@@ -233,10 +227,3 @@ class GraphTerm(_term.Term):
             distance_config=self.graph_reg_config.distance_config)
         return self.graph_reg_config.multiplier * ops.cast(graph_loss,
                                                            "float32")
-
-
-def input_names(base_model):
-    structure = _base_model.input_structure(base_model)
-    if structure is None:
-        return None
-    return [t.name for t in tree.flatten(structure)]

@@ -75,6 +75,7 @@ class VirtualAdversarialTerm(_term.Term):
     """
 
     metric_attribute = "_scaled_vat_loss"
+    _CONFIGS = {"vat_config": configs.VirtualAdvConfig}
     uses_unlabeled_rows = True
 
     def __init__(self, vat_config=None, multiplier=1.0, from_logits=None,
@@ -105,13 +106,6 @@ class VirtualAdversarialTerm(_term.Term):
                 "from_logits": self.from_logits,
                 "perturbed_pass_training": self.perturbed_pass_training,
                 "name": self.name}
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["vat_config"] = configs.VirtualAdvConfig.from_config(
-            config["vat_config"])
-        return cls(**config)
 
     def loss(self, model, step, index, training):
         if self.multiplier == 0:
