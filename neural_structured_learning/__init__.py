@@ -3,8 +3,8 @@
 Train neural networks with structured signals (graphs, adversarial neighbours)
 on TensorFlow, JAX or PyTorch.
 
-Sub-packages are imported lazily, so `nsl.configs` and `nsl.tools` work without
-Keras or any deep-learning framework installed; `nsl.lib` and `nsl.keras` need
+Sub-packages are imported lazily, so `nsl.configs`, `nsl.tools` and
+`nsl.datasets` work without Keras or any deep-learning framework installed; `nsl.lib` and `nsl.keras` need
 Keras 3 and one backend.
 """
 
@@ -17,7 +17,8 @@ from neural_structured_learning.version import __version__
 if os.environ.get("KERAS_BACKEND") == "jax":
     _jax_flags.configure(warn=False)
 
-__all__ = ["__version__", "configs", "evaluation", "keras", "lib", "tools"]
+_SUBPACKAGES = ("configs", "datasets", "evaluation", "keras", "lib", "tools")
+__all__ = ["__version__", *_SUBPACKAGES]
 
 __getattr__, __dir__ = lazy.exports(__name__, {
-    name: name for name in ("configs", "evaluation", "keras", "lib", "tools")})
+    name: name for name in _SUBPACKAGES})

@@ -3,6 +3,8 @@
     nsl build-graph [flags] embedding_file... output_graph.tsv
     nsl pack-nbrs [flags] labeled.tfr unlabeled.tfr graph.tsv output.tfr
     nsl neighborhoods --graph graph.tsv --output out.tsv [flags]
+    nsl beam-build-graph [flags] [--runner=...] embedding_file... output_graph.tsv
+    nsl beam-pack-nbrs [flags] [--runner=...] labeled unlabeled graph.tsv output
     nsl evaluate [flags] model.keras data.npz
     nsl <command> --help
 
@@ -62,6 +64,22 @@ def _neighborhoods(parser):
     # pylint: disable=import-outside-toplevel
     from neural_structured_learning.tools.neighborhoods import configure
     return configure(parser)
+
+
+@subcommand("beam-build-graph",
+            help="build-graph as an Apache Beam pipeline (--runner=...).")
+def _beam_build_graph(parser):
+    # pylint: disable=import-outside-toplevel
+    from neural_structured_learning.tools.beam._cli import configure_build_graph
+    return configure_build_graph(parser)
+
+
+@subcommand("beam-pack-nbrs",
+            help="pack-nbrs as an Apache Beam pipeline (--runner=...).")
+def _beam_pack_nbrs(parser):
+    # pylint: disable=import-outside-toplevel
+    from neural_structured_learning.tools.beam._cli import configure_pack_nbrs
+    return configure_pack_nbrs(parser)
 
 
 @subcommand("evaluate",

@@ -15,6 +15,17 @@ fi
 .venv/bin/pip install "${PIP_FLAGS[@]}" "torch==2.13.0"
 .venv/bin/pip install "${PIP_FLAGS[@]}" -e ".[tensorflow-cpu,jax,torch,tools,dev]"
 
+# Apache Beam (nsl.tools.beam) gets its own environment, .venv-beam: apache-beam
+# 2.77 needs protobuf < 7, pyarrow < 26 and pillow < 13, older than .venv's.
+# BEAM=0 skips it (the Beam tests then skip, naming apache_beam).
+if [ "${BEAM:-1}" = "1" ]; then
+    if [ ! -x .venv-beam/bin/python ]; then
+        "$PYTHON" -m venv .venv-beam
+    fi
+    .venv-beam/bin/pip install "${PIP_FLAGS[@]}" -e ".[beam]" "pytest>=8" "psutil>=5" \
+        || echo "WARNING: could not install Apache Beam; its tests will be skipped"
+fi
+
 if [ "${NSL14:-1}" = "1" ] && [ ! -x .venv-nsl14/bin/python ]; then
     if "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] not in ((3, 10), (3, 11)))'; then
         "$PYTHON" -m venv .venv-nsl14

@@ -1,9 +1,11 @@
-"""Losses and metrics of the wrappers, resolved and named as NSL 1.4 did.
+"""Losses and metrics of the wrappers, resolved as NSL 1.4 did.
 
 Used by `RegularizedModel.compile` (`regularized_model.py`): losses per
 output, 'accuracy'/'crossentropy' resolved from the loss ('accuracy' with a
-sparse categorical loss is `sparse_categorical_accuracy`), each output's
-labeled loss tracked under the loss's name, duplicates named `name_2`, ...;
+sparse categorical loss is a `SparseCategoricalAccuracy`, reported as
+`accuracy`, and as 1.4's `sparse_categorical_accuracy` too by
+`AdversarialRegularization`), each output's labeled loss tracked under the
+loss's name, duplicates named `name_2`, ...;
 plus `metrics_names` (Keras's list with the compiled metrics expanded) and
 the error translation of `nonfinite_gradient='raise'`.
 """
@@ -84,8 +86,15 @@ def resolve_metric(identifier, loss):
             identifier = "categorical_" + suffix
     metric = keras.metrics.get(identifier)
     if not isinstance(metric, keras.metrics.Metric):
-        metric = keras.metrics.MeanMetricWrapper(metric,
-                                                 name=name_of(metric))
+        # The Metric class of a function (`sparse_categorical_accuracy` ->
+        # `SparseCategoricalAccuracy`), as Keras's compile uses: same value,
+        # and it knows its direction (`EarlyStopping(monitor=...)`).
+        name = name_of(metric)
+        try:
+            metric = keras.metrics.get(
+                "".join(word.capitalize() for word in name.split("_")))
+        except ValueError:
+            metric = keras.metrics.MeanMetricWrapper(metric, name=name)
     return metric
 
 
@@ -124,6 +133,8 @@ class IgnoringSampleWeight(keras.metrics.Metric):
     def __init__(self, metric):
         super().__init__(name=metric.name, dtype=metric.dtype)
         self.metric = metric
+        if hasattr(metric, "_direction"):  # Read by EarlyStopping's "auto".
+            self._direction = metric._direction  # pylint: disable=protected-access
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         del sample_weight

@@ -37,12 +37,14 @@ def graph():
 
 # NSL 1.4's lists (measured with neural-structured-learning 1.4.0 on
 # TF 2.15.1 for the adversarial wrapper: `evaluate` returned its values in
-# this order and `metrics_names` named them so).
+# this order and `metrics_names` named them so), with each metric under
+# Keras's name first (`accuracy`: the one rule of all wrappers) and 1.4's
+# where it differs.
 EXPECTED = {
-    adversarial: ["loss", "sparse_categorical_crossentropy",
+    adversarial: ["loss", "sparse_categorical_crossentropy", "accuracy",
                   "sparse_categorical_accuracy", "scaled_adversarial_loss"],
-    vat: ["loss", "sparse_categorical_crossentropy",
-          "sparse_categorical_accuracy", "scaled_vat_loss"],
+    vat: ["loss", "sparse_categorical_crossentropy", "accuracy",
+          "scaled_vat_loss"],
     graph: ["loss", "accuracy", "scaled_graph_loss"],
 }
 
@@ -72,8 +74,14 @@ def test_metrics_names_match_evaluate(make):
     for name in names:
         np.testing.assert_allclose(labeled[name], logs[name], rtol=1e-4,
                                    atol=1e-6, err_msg=name)
-    # Distinct values, so a permutation of the list cannot pass.
-    assert len(set(np.round(values, 6))) == len(values)
+    # Distinct values (but for 1.4's alias of a metric), so a permutation
+    # of the list cannot pass.
+    aliases = {"sparse_categorical_accuracy": "accuracy"}
+    distinct = [v for n, v in zip(names, values) if n not in aliases]
+    assert len(set(np.round(distinct, 6))) == len(distinct)
+    for alias, name in aliases.items():
+        if alias in labeled:
+            assert labeled[alias] == labeled[name]
 
 
 def test_unweighted_metrics_ignore_sample_weights():
@@ -93,9 +101,13 @@ def test_unweighted_metrics_ignore_sample_weights():
                                correct.mean(), atol=1e-6)
     np.testing.assert_allclose(logs["sparse_categorical_accuracy_2"],
                                correct[:2].mean(), atol=1e-6)
-    assert model.metrics_names[:4] == [
-        "loss", "sparse_categorical_crossentropy",
-        "sparse_categorical_accuracy", "sparse_categorical_accuracy_2"]
+    np.testing.assert_allclose(logs["accuracy"], correct.mean(), atol=1e-6)
+    np.testing.assert_allclose(logs["accuracy_2"], correct[:2].mean(),
+                               atol=1e-6)
+    assert model.metrics_names[:6] == [
+        "loss", "sparse_categorical_crossentropy", "accuracy",
+        "sparse_categorical_accuracy", "accuracy_2",
+        "sparse_categorical_accuracy_2"]
 
 
 @pytest.mark.parametrize("make", [adversarial, vat], ids=lambda f: f.__name__)
@@ -121,3 +133,43 @@ def test_sample_weight_argument_with_labels_in_the_dict(make):
         results.append(model.base_model.get_weights()[0])
     np.testing.assert_allclose(results[0], results[1], rtol=1e-5, atol=1e-6)
     assert not np.allclose(results[0], results[2], atol=1e-6)
+
+
+@pytest.mark.parametrize("make", [adversarial, vat, graph],
+                         ids=lambda f: f.__name__)
+def test_one_metric_naming_rule_so_val_accuracy_works_everywhere(make):
+    """`metrics=['accuracy']` is `accuracy` (and `val_accuracy`) in all."""
+    keras.utils.set_random_seed(0)
+    model, x, y = make()
+    model.compile("adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy", keras.metrics.SparseCategoricalAccuracy(
+                      name="acc_object")])
+    stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=0)
+    history = model.fit(x, y, validation_data=(x, y), batch_size=8, epochs=2,
+                        callbacks=[stop], verbose=0).history
+    assert {"accuracy", "val_accuracy", "acc_object",
+            "val_acc_object"} <= set(history)
+    np.testing.assert_allclose(history["accuracy"], history["acc_object"],
+                               rtol=1e-6)
+
+
+@pytest.mark.parametrize("make", [adversarial, vat, graph],
+                         ids=lambda f: f.__name__)
+def test_saved_base_model_loads_without_optimizer_warnings(make, tmp_path):
+    """The base model is compiled with the optimizer that trains it."""
+    import warnings  # pylint: disable=import-outside-toplevel
+    keras.utils.set_random_seed(0)
+    model, x, y = make()
+    model.compile("adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    assert model.base_model.optimizer is model.optimizer
+    path = str(tmp_path / "base.keras")
+    model.base_model.save(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = keras.saving.load_model(path)
+    assert not [w for w in caught if "optimizer" in str(w.message)], [
+        str(w.message) for w in caught]
+    assert int(loaded.optimizer.iterations) == 2
+    loaded.fit(X, Y, batch_size=8, epochs=1, verbose=0)

@@ -99,7 +99,9 @@ class AdversarialRegularization(regularized_model.RegularizedModel):
     `x_adv` an FGSM/PGD neighbour of `x` (per `adv_config`). Metrics:
     `loss` (the total), each output's labeled loss under the loss's name
     (e.g. `sparse_categorical_crossentropy`), the compiled metrics (named as
-    in NSL 1.4, e.g. 'accuracy' becomes `sparse_categorical_accuracy`), and
+    Keras names them, as in every wrapper: `'accuracy'` is `accuracy`; each
+    is reported a second time under NSL 1.4's name where that differs, e.g.
+    `sparse_categorical_accuracy`, for 1.4 code that reads it), and
     `scaled_adversarial_loss`.
 
     Data can come two ways:
@@ -153,6 +155,7 @@ class AdversarialRegularization(regularized_model.RegularizedModel):
     ...                         batch_size=32, epochs=1, verbose=0)
     >>> for name in sorted(history.history):
     ...     print(name)
+    accuracy
     loss
     scaled_adversarial_loss
     sparse_categorical_accuracy
@@ -162,6 +165,7 @@ class AdversarialRegularization(regularized_model.RegularizedModel):
     """
 
     _CONFIGS = {"adv_config": configs.AdvRegConfig}
+    _NSL14_METRIC_ALIASES = True
 
     def __init__(self, base_model, label_keys=("label",),
                  sample_weight_key=None, adv_config=None,

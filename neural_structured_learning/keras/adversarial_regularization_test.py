@@ -193,13 +193,17 @@ class TestMetrics:
         adv = wrap(linear_model(), metrics=["MSE", "mae", "MSE"])
         history = adv.fit({"feature": X0, "label": Y0}, batch_size=1,
                           verbose=0).history
+        # 1.4's names (the labeled loss is `mean_squared_error`, the metrics
+        # `mean_squared_error_2`, `mean_absolute_error`, ..._3), and each
+        # metric under Keras's name too (the one rule of all wrappers).
         assert sorted(history) == [
-            "loss", "mean_absolute_error", "mean_squared_error",
-            "mean_squared_error_2", "mean_squared_error_3",
-            "scaled_adversarial_loss"]
+            "MSE", "MSE_2", "loss", "mae", "mean_absolute_error",
+            "mean_squared_error", "mean_squared_error_2",
+            "mean_squared_error_3", "scaled_adversarial_loss"]
         # Before the step: prediction -1, adversarial prediction -1.07.
-        assert_allclose(history["mean_squared_error"], [1.0], rtol=1e-6)
-        assert_allclose(history["mean_absolute_error"], [1.0], rtol=1e-6)
+        for name in ("mean_squared_error", "mean_squared_error_2", "MSE",
+                     "MSE_2", "mean_absolute_error", "mae"):
+            assert_allclose(history[name], [1.0], rtol=1e-6)
         assert_allclose(history["scaled_adversarial_loss"], [0.2 * 1.1449],
                         rtol=1e-5)
         assert_allclose(history["loss"], [1.0 + 0.2 * 1.1449], rtol=1e-5)
@@ -218,6 +222,8 @@ class TestMetrics:
                               verbose=0, return_dict=True)
         assert_allclose(result["binary_accuracy"], 2 / 3, rtol=1e-6)
         assert_allclose(result["binary_crossentropy"], 1.446042, rtol=1e-4)
+        assert_allclose(result["accuracy"], 2 / 3, rtol=1e-6)
+        assert_allclose(result["ce"], 1.446042, rtol=1e-4)
 
     def test_sparse_categorical(self):
         x = keras.Input((1,), name="feature")
@@ -232,6 +238,7 @@ class TestMetrics:
                                "label": np.array([1])}, verbose=0,
                               return_dict=True)
         assert_allclose(result["sparse_categorical_accuracy"], 1.0)
+        assert_allclose(result["accuracy"], 1.0)
         assert_allclose(result["sparse_categorical_crossentropy"],
                         0.0025988, rtol=1e-3)
 

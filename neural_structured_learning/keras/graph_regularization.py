@@ -124,7 +124,7 @@ class GraphRegularization(regularized_model.RegularizedModel):
     ['accuracy', 'loss', 'scaled_graph_loss']
     """
 
-    _KERAS_METRIC_NAMES = True
+    _KERAS_OUTPUT_NAMES = True
     _CONFIGS = {"graph_reg_config": configs.GraphRegConfig}
 
     def __init__(self, base_model, graph_reg_config=None, *,

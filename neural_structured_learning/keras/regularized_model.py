@@ -124,10 +124,9 @@ class RegularizedModel(keras.Model):
 
     See the module docstring. Metrics: `loss` (the total), each output's
     labeled loss under the loss's name (e.g.
-    `sparse_categorical_crossentropy`), the compiled metrics (named as in
-    NSL 1.4's `AdversarialRegularization`: 'accuracy' with a sparse
-    categorical loss is `sparse_categorical_accuracy`), then each term's
-    metric (e.g. `scaled_graph_loss`, `scaled_adversarial_loss`).
+    `sparse_categorical_crossentropy`), the compiled metrics (named as Keras
+    names them, in every wrapper: `'accuracy'` is `accuracy`), then each
+    term's metric (e.g. `scaled_graph_loss`, `scaled_adversarial_loss`).
 
     Args:
         base_model: the `keras.Model` (or layer) to regularize.
@@ -151,7 +150,11 @@ class RegularizedModel(keras.Model):
         **kwargs: passed to `keras.Model` (e.g. `name`).
     """
 
-    _KERAS_METRIC_NAMES = False  # GraphRegularization: Keras's naming.
+    # GraphRegularization reports losses and outputs as Keras does (no
+    # labeled-loss metric for one output; `{output}_` prefixes), as 1.4's.
+    _KERAS_OUTPUT_NAMES = False
+    # AdversarialRegularization also reports metrics under 1.4's names.
+    _NSL14_METRIC_ALIASES = False
     # Arguments holding `nsl.configs` objects, rebuilt by `from_config`.
     _CONFIGS = {}
 
@@ -336,19 +339,13 @@ class RegularizedModel(keras.Model):
                                                           output_names)
         weighted = []
         for i, (name, loss_obj, _) in enumerate(self._parts.losses):
-            resolved = []
-            for spec in per_output[i] + per_output_weighted[i]:
-                metric = _wrapper.resolve_metric(spec, loss_obj)
-                metric.name = namer(
-                    spec if self._KERAS_METRIC_NAMES and isinstance(spec, str)
-                    else _wrapper.name_of(metric), i)
-                resolved.append(metric)
-            n_plain = len(per_output[i])
+            plain = self._metrics_named(per_output[i], loss_obj, namer, i)
             if not on_labeled_rows:
-                resolved[:n_plain] = [_wrapper.IgnoringSampleWeight(m)
-                                      for m in resolved[:n_plain]]
-            if not self._KERAS_METRIC_NAMES or len(output_names) > 1:
-                if self._KERAS_METRIC_NAMES:  # Keras: `{output}_loss`.
+                plain = [_wrapper.IgnoringSampleWeight(m) for m in plain]
+            resolved = plain + self._metrics_named(per_output_weighted[i],
+                                                   loss_obj, namer, i)
+            if not self._KERAS_OUTPUT_NAMES or len(output_names) > 1:
+                if self._KERAS_OUTPUT_NAMES:  # Keras: `{output}_loss`.
                     name = f"{output_names[i]}_loss"
                 resolved.insert(0, _wrapper.LossMetric(
                     loss_obj, name=name, mean_over_weights=on_labeled_rows))
@@ -358,22 +355,47 @@ class RegularizedModel(keras.Model):
             weighted = weighted[0]
         super().compile(optimizer=optimizer, weighted_metrics=weighted,
                         **kwargs)
-        # The base model shares the optimizer's configuration but is
-        # compiled on its own, for `base_model.evaluate`.
+        # The base model is compiled too, for `base_model.evaluate`, with
+        # the wrapper's optimizer itself: the one that trains its weights, so
+        # a saved base model holds that optimizer's state and loads without
+        # "Skipping variable loading for optimizer" (a second optimizer,
+        # never built, would be saved empty).
         self.base_model.compile(
-            optimizer=keras.optimizers.get(
-                keras.optimizers.serialize(self.optimizer)),
+            optimizer=self.optimizer,
             loss=loss, loss_weights=loss_weights,
             metrics=_wrapper.clone_metrics(
                 metrics if not isinstance(metrics, dict) else None),
             **{k: v for k, v in kwargs.items()
                if k in ("run_eagerly", "jit_compile")})
 
+    def _metrics_named(self, specs, loss_obj, namer, output_index):
+        """The compiled metrics of one output, named by the one rule.
+
+        Keras's rule for every wrapper: a metric given as a string keeps that
+        string (`'accuracy'` is `accuracy`), an object its `name`. Where NSL
+        1.4's wrapper reported another name for the same metric (its
+        `AdversarialRegularization`: `sparse_categorical_accuracy`,
+        `mean_squared_error` for `'MSE'`), that name is reported too, right
+        after it (`_NSL14_METRIC_ALIASES`), so 1.4 code reading it works.
+        """
+        metrics = []
+        for spec in specs:
+            metric = _wrapper.resolve_metric(spec, loss_obj)
+            nsl14_name = _wrapper.name_of(metric)
+            keras_name = spec if isinstance(spec, str) else nsl14_name
+            metric.name = namer(keras_name, output_index)
+            metrics.append(metric)
+            if self._NSL14_METRIC_ALIASES and nsl14_name != keras_name:
+                alias = _wrapper.resolve_metric(spec, loss_obj)
+                alias.name = namer(nsl14_name, output_index)
+                metrics.append(alias)
+        return metrics
+
     def _namer(self, output_names):
         n = len(output_names)
         if n == 1:
             return _wrapper.Namer([""], [""])
-        if self._KERAS_METRIC_NAMES:
+        if self._KERAS_OUTPUT_NAMES:
             return _wrapper.Namer([f"{name}_" for name in output_names],
                                   [""] * n)
         keys = (self.label_keys if len(self.label_keys) == n

@@ -121,7 +121,7 @@ class TestTraining:
                         rtol=1e-5)
         accuracy = np.mean([np.argmax(logits[0]) == 2,
                             np.argmax(logits[3]) == 0])
-        assert_allclose(result["sparse_categorical_accuracy"], accuracy)
+        assert_allclose(result["accuracy"], accuracy)
 
     def test_label_mask_key_and_unlabeled_batches(self):
         vat = wrap(multiplier=0.0, label_mask_key="labeled")

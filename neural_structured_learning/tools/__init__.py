@@ -10,6 +10,8 @@
 * `khop_neighbors`, `ppr_neighbors`: each node's top-k neighbours by
   normalised adjacency powers (k hops) or personalized PageRank, as a
   `Graph`; `write_neighborhood_graph` writes them as graph TSV (needs SciPy).
+* `beam.build_graph`, `beam.pack_nbrs`: the same as Apache Beam pipelines
+  (`pip install 'neural-structured-learning-keras[beam]'`).
 * Sub-modules: `tfrecord` (TFRecord I/O with CRC checks) and
   `example_proto` (`tf.train.Example` without TensorFlow).
 
@@ -83,3 +85,11 @@ class _ToolsPackage(types.ModuleType):
 
 
 sys.modules[__name__].__class__ = _ToolsPackage
+
+
+def __getattr__(name):
+    """`nsl.tools.beam` (the Apache Beam pipelines), imported on first use."""
+    if name == "beam":
+        import importlib  # pylint: disable=import-outside-toplevel
+        return importlib.import_module(f"{__name__}.beam")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
