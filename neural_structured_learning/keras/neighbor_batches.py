@@ -50,6 +50,12 @@ def _graph_to_csr(graph, num_nodes, node_ids=None, undirected=False,
         ValueError: graph ids that are not feature rows (with
             `missing_ids='raise'`), negative or non-finite weights.
     """
+    if isinstance(graph, graph_utils.Graph):
+        # A `Graph` (e.g. from `load_graph_csr` or `khop_neighbors`): its
+        # edges by id, looked up like any other edge list.
+        sources = np.repeat(graph.ids, np.diff(graph.indptr))
+        graph = (sources.astype(str), graph.ids[graph.indices].astype(str),
+                 graph.weights)
     if node_ids is None:
         ids = np.arange(num_nodes).astype(str)
     else:
@@ -304,7 +310,9 @@ _COMMON_ARGS = """
               written by the graph tools (`nsl.tools.write_tsv_graph`);
             * a `{source: {target: weight}}` dict (`read_tsv_graph`);
             * a scipy.sparse `(nodes, nodes)` matrix, `A[i, j]` the weight
-              of `i -> j` (ids are rows).
+              of `i -> j` (ids are rows);
+            * a `nsl.tools.Graph` (from `load_graph_csr`, `khop_neighbors`
+              or `ppr_neighbors`), by its ids.
             Ids are looked up in `node_ids`, or are row numbers when
             `node_ids` is None. Self-loops and zero weights are dropped;
             duplicate edges keep the largest weight. Not needed when

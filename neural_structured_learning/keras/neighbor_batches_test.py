@@ -295,7 +295,9 @@ def test_neighborhood_graphs_feed_the_dataset(method, tmp_path):
     tsv = str(tmp_path / "nbhd.tsv")  # Ids "0".."5", the feature rows.
     tools.write_neighborhood_graph(adjacency, tsv, method=method, k=2,
                                    alpha=0.2, top_k=2)
-    for graph, node_ids in ((nbhd.to_scipy(), None), (tsv, np.arange(6))):
+    for graph, node_ids in ((nbhd.to_scipy(), None), (tsv, np.arange(6)),
+                            (nbhd, None), (tools.load_graph_csr(tsv), None),
+                            (tools.load_graph_csr(tsv), np.arange(6))):
         x, _ = neighbor_batches.NeighborBatchDataset(
             X, Y, graph, _config(2), node_ids=node_ids, shuffle=False,
             batch_size=6)[0]
@@ -306,3 +308,16 @@ def test_neighborhood_graphs_feed_the_dataset(method, tmp_path):
                 [x[f"NL_nbr_{j}_feature"][i, 0] for j in range(2)], targets)
             assert_allclose(
                 [x[f"NL_nbr_{j}_weight"][i, 0] for j in range(2)], weights)
+
+
+def test_a_graph_with_other_ids_needs_node_ids():
+    # pylint: disable-next=import-outside-toplevel
+    from neural_structured_learning import tools
+    ids = np.array([f"n{i}" for i in range(6)])
+    graph = tools.load_graph_csr((ids[SOURCES], ids[TARGETS], WEIGHTS))
+    with pytest.raises(ValueError, match="not the feature rows"):
+        neighbor_batches.NeighborBatchDataset(X, Y, graph, _config(2))
+    x, _ = neighbor_batches.NeighborBatchDataset(
+        X, Y, graph, _config(1), node_ids=ids, shuffle=False,
+        batch_size=6)[0]
+    assert_allclose(x["NL_nbr_0_feature"][:, 0], [3, 2, 4, 5])  # Top weight.

@@ -1,5 +1,7 @@
 """A contrastive (InfoNCE) loss between samples and their graph neighbours."""
 
+import math
+
 from keras import ops
 
 
@@ -35,8 +37,11 @@ def neighbor_info_nce(sources, targets, weights=None, temperature=0.5):
     0.3133
     """
     batch = ops.shape(sources)[0]
-    h = ops.reshape(ops.cast(sources, "float32"), (batch, -1))
-    t = ops.reshape(ops.cast(targets, "float32"), (batch, -1, h.shape[-1]))
+    # The feature size from the static shape: the batch size may be unknown
+    # when the step is traced (TensorFlow), and reshape takes one -1 only.
+    dim = math.prod(sources.shape[1:])
+    h = ops.reshape(ops.cast(sources, "float32"), (batch, dim))
+    t = ops.reshape(ops.cast(targets, "float32"), (batch, -1, dim))
     h = h / ops.maximum(ops.norm(h, axis=-1, keepdims=True), 1e-12)
     t = t / ops.maximum(ops.norm(t, axis=-1, keepdims=True), 1e-12)
     positive = ops.einsum("bd,bnd->bn", h, t) / temperature

@@ -57,3 +57,29 @@ def test_cosine_and_edge_cases():
     assert_allclose(contrastive.neighbor_info_nce(
         eye, eye[:, None], temperature=0.5), np.log(1 + 2 * np.exp(-2.0)),
         rtol=1e-5)
+
+
+def test_unknown_batch_size_in_a_compiled_fit():
+    """Traced with the batch size unknown (TF `fit` on a PyDataset)."""
+    import keras  # pylint: disable=import-outside-toplevel
+
+    class Model(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(3)
+
+        def call(self, x):
+            return self.dense(x)
+
+        def compute_loss(self, x=None, y=None, y_pred=None, *args, **kwargs):
+            del y, args, kwargs
+            nbrs = keras.ops.stack([keras.ops.flip(y_pred, 0), y_pred], axis=1)
+            return contrastive.neighbor_info_nce(y_pred, nbrs, None, 0.5)
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(10, 4)).astype("float32")
+    model = Model()
+    model.compile("sgd", jit_compile=False)
+    # Batches of 4, 4 and 2: TensorFlow traces with the batch size unknown.
+    history = model.fit(x, np.zeros(10), batch_size=4, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
