@@ -16,15 +16,22 @@ one process, so they are comparable even when absolute times drift.
     python benchmarks/adversarial_step_benchmark.py \
         --nsl14_python .venv-nsl14/bin/python
 
+The NSL 1.4 interpreter is checked before anything is measured: if it is
+missing or cannot import NSL 1.4 and TensorFlow, the script says so and
+leaves the NSL 1.4 rows out (`--require_nsl14` makes that an error instead).
+`scripts/setup.sh` builds `.venv-nsl14`.
+
 Timings on a shared machine are noisy: run it when the machine is quiet (the
 table shows the load average before and after).
 """
 
 import argparse
 import json
+import logging
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -67,6 +74,24 @@ def build(keras, name):
     return keras.Model(inputs, keras.layers.Dense(10)(h))
 
 
+def _hide_retracing_warning():
+    """Hides TensorFlow's "N out of the last M calls ... triggered
+    tf.function retracing" warning, which is a false alarm here.
+
+    The worker builds up to ten models, and each traces its own training
+    function once, in its warm-up epoch (later `fit` calls of a model do not
+    retrace: their epochs take the same time as the timed ones). TensorFlow
+    counts the traces of all those functions together, since they are
+    created by the same line of Keras's trainer, and warns after five."""
+
+    class Filter(logging.Filter):
+        def filter(self, record):
+            return "triggered tf.function retracing" not in (
+                record.getMessage())
+
+    logging.getLogger("tensorflow").addFilter(Filter())
+
+
 def worker(args):
     """Runs in the subprocess: measures every (model, variant)."""
     if args.nsl14:
@@ -74,8 +99,13 @@ def worker(args):
         keras = tf.keras
         backend = "nsl14-tf2.15"
     else:
+        # pylint: disable-next=import-outside-toplevel
+        from neural_structured_learning._core import quiet
+        quiet.framework_logs()
         import keras
         backend = keras.config.backend()
+        if backend == "tensorflow":
+            _hide_retracing_warning()
     import neural_structured_learning as nsl
 
     class EpochTimer(keras.callbacks.Callback):
@@ -148,7 +178,8 @@ def run_backend(python, backend, args, nsl14=False):
         cmd += ["--jit_compile", str(args.jit_compile).lower()]
     if nsl14:
         cmd.append("--nsl14")
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if backend:
         env["KERAS_BACKEND"] = backend
     print(f"running {'NSL 1.4' if nsl14 else backend} ...", file=sys.stderr)
@@ -156,6 +187,32 @@ def run_backend(python, backend, args, nsl14=False):
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-3000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def check_nsl14(python):
+    """Why `python` cannot run the NSL 1.4 baseline, or None if it can.
+
+    A quick probe (a few seconds), so a bad path is reported before minutes
+    of measurements rather than after them."""
+    if not (os.path.isfile(python) and os.access(python, os.X_OK)):
+        where = os.path.abspath(python)
+        return (f"{python} is not an executable file (looked for {where}); "
+                "scripts/setup.sh builds .venv-nsl14")
+    probe = ("import neural_structured_learning as nsl, tensorflow as tf; "
+             "print(getattr(nsl, '__version__', '?'), tf.__version__)")
+    try:
+        # Outside the repository, so that `import neural_structured_learning`
+        # finds the interpreter's NSL 1.4, not this checkout.
+        done = subprocess.run([python, "-c", probe], capture_output=True,
+                              text=True, timeout=300,
+                              cwd=tempfile.gettempdir(),
+                              env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"{python} could not be run: {e}"
+    if done.returncode:
+        last = (done.stderr.strip().splitlines() or ["?"])[-1]
+        return f"{python} cannot import NSL 1.4 and TensorFlow: {last}"
+    return None
 
 
 def main():
@@ -174,6 +231,9 @@ def main():
                         default=None, help="true/false; default: Keras's")
     parser.add_argument("--nsl14_python", default=os.environ.get(
         "NSL14_PYTHON"), help="Python with NSL 1.4 + TF 2.15.1 (baseline)")
+    parser.add_argument("--require_nsl14", action="store_true",
+                        help="fail, rather than leave out the NSL 1.4 rows, "
+                        "when --nsl14_python cannot run them")
     parser.add_argument("--nsl14", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true",
                         help=argparse.SUPPRESS)
@@ -182,11 +242,17 @@ def main():
     if args.worker:
         return worker(args)
 
+    nsl14_problem = args.nsl14_python and check_nsl14(args.nsl14_python)
+    if nsl14_problem:
+        if args.require_nsl14:
+            parser.error(f"--nsl14_python: {nsl14_problem}")
+        print(f"WARNING: no NSL 1.4 baseline: {nsl14_problem}. The NSL 1.4 "
+              "rows are left out.", file=sys.stderr, flush=True)
     load_before = os.getloadavg()[0]
     rows = []
     for backend in args.backends:
         rows += run_backend(sys.executable, backend, args)
-    if args.nsl14_python:
+    if args.nsl14_python and not nsl14_problem:
         rows += run_backend(args.nsl14_python, None, args, nsl14=True)
     load_after = os.getloadavg()[0]
 
@@ -221,6 +287,8 @@ def main():
                 old = table[("nsl14-tf2.15", model, variant)]
                 print(f"| {model} | {variant} | {ours:.2f} | {old:.2f} | "
                       f"{ours / old:.2f} |")
+    if nsl14_problem:
+        print(f"\n(No NSL 1.4 rows: {nsl14_problem}.)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(rows=rows, load=[load_before, load_after]), f,

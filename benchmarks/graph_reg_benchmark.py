@@ -24,7 +24,9 @@ Usage:
 With `--records`, the raw results are appended to a JSON-lines file and the
 tables are built from every record in it, so the backends can be run one at
 a time (e.g. each under a lock on a shared machine) and reported together;
-`--backends` then selects the columns and `--report_only` runs nothing.
+`--backends` then selects the columns and `--report_only` runs nothing. The
+tables say how many seeds each number is over (the records may hold fewer
+than `--seeds`; that is warned about on stderr).
 
 Run it on a quiet machine: step costs are wall-clock medians.
 """
@@ -90,7 +92,6 @@ def _median_step_ms(model, x, y, steps):
 def _step_cost(args):
     import graph_mlp_cora  # pylint: disable=import-outside-toplevel
     import keras  # pylint: disable=import-outside-toplevel
-    import numpy as np  # pylint: disable=import-outside-toplevel
     import neural_structured_learning as nsl  # pylint: disable=import-outside-toplevel
     cora = graph_mlp_cora.load(args.data_dir)
     batch = 128
@@ -122,6 +123,9 @@ def _step_cost(args):
 
 
 def worker(args):
+    # pylint: disable-next=import-outside-toplevel
+    from neural_structured_learning._core import quiet
+    quiet.framework_logs()  # Before Keras loads TensorFlow.
     import keras  # pylint: disable=import-outside-toplevel
     _emit(dict(task="backend", backend=keras.backend.backend()))
     for task in args.tasks:
@@ -154,15 +158,47 @@ def _run_backend(backend, args):
     return records
 
 
-def _mean_std(values):
+def _mean_std(values, show_count=False):
+    """`mean ± std` in percent; a single value has no spread to show."""
     values = [100 * v for v in values]
-    std = statistics.pstdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.2f} ± {std:.2f}"
+    if len(values) == 1:
+        return f"{values[0]:.2f} (1 seed)"
+    text = f"{statistics.mean(values):.2f} ± {statistics.pstdev(values):.2f}"
+    return text + (f" ({len(values)} seeds)" if show_count else "")
+
+
+def _seed_counts(results, backends):
+    """Number of seeds behind each accuracy cell: {(setting, model,
+    backend): n}."""
+    return {key + (backend,): len(values)
+            for key, by_backend in _accuracy_cells(results).items()
+            for backend, values in by_backend.items() if backend in backends}
+
+
+def _accuracy_title(counts):
+    seeds = sorted(set(counts.values()))
+    if len(seeds) == 1:
+        n = seeds[0]
+        return ("Test accuracy (%), one seed (no spread):" if n == 1 else
+                f"Test accuracy (%), mean ± std over {n} seeds:")
+    return ("Test accuracy (%), mean ± std over the seeds each cell has "
+            f"(between {seeds[0]} and {seeds[-1]}; counts in brackets):")
 
 
 def _accuracy_table(results, backends):
     header = "| setting | model | " + " | ".join(backends) + " |"
     lines = [header, "|---|---|" + "---|" * len(backends)]
+    counts = _seed_counts(results, backends)
+    uneven = len(set(counts.values())) > 1
+    for (setting, model), by_backend in _accuracy_cells(results).items():
+        cells = [_mean_std(by_backend[b], uneven) if b in by_backend else "-"
+                 for b in backends]
+        lines.append(f"| {setting} | {model} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _accuracy_cells(results):
+    """Test accuracies by (setting, model), then by backend."""
     rows = {}
     for backend, records in results.items():
         for r in records:
@@ -179,11 +215,7 @@ def _accuracy_table(results, backends):
                 continue
             rows.setdefault(key, {}).setdefault(backend, []).append(
                 r["test_accuracy"])
-    for (setting, model), by_backend in rows.items():
-        cells = [_mean_std(by_backend[b]) if b in by_backend else "-"
-                 for b in backends]
-        lines.append(f"| {setting} | {model} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return rows
 
 
 def _step_table(results, backends):
@@ -215,6 +247,42 @@ def _step_table(results, backends):
     return "\n".join(lines)
 
 
+def _warn_few_seeds(counts, asked):
+    """Warns, on stderr, about accuracy cells with fewer seeds than
+    `--seeds` asked for."""
+    short = {key: n for key, n in counts.items() if n < asked}
+    if not short:
+        return
+    examples = "; ".join(f"{setting}, {model}, {backend}: {n}"
+                         for (setting, model, backend), n in
+                         list(short.items())[:3])
+    print(f"WARNING: --seeds {asked}, but {len(short)} of {len(counts)} "
+          f"accuracy cells have fewer seeds in the records ({examples}"
+          f"{'; ...' if len(short) > 3 else ''}). The tables show the seeds "
+          "actually there.", file=sys.stderr, flush=True)
+
+
+def _check_data_dir(parser, args):
+    """Fails at once, not after minutes of work, without the data the
+    tasks read: cora/ (tutorial, step_cost) and planetoid/ (planetoid)."""
+    data_dir = args.data_dir or os.environ.get("NSL_DATA_DIR")
+    if not data_dir:
+        parser.error("no data directory: pass --data_dir or set "
+                     "NSL_DATA_DIR (the folder holding cora/ and "
+                     "planetoid/).")
+    if not os.path.isdir(data_dir):
+        parser.error(f"the data directory {data_dir!r} does not exist.")
+    needed = {"tutorial": "cora", "step_cost": "cora",
+              "planetoid": "planetoid"}
+    missing = sorted({needed[t] for t in args.tasks
+                      if not os.path.isdir(os.path.join(data_dir,
+                                                        needed[t]))})
+    if missing:
+        parser.error(f"the data directory {data_dir!r} has no "
+                     f"{' or '.join(m + '/' for m in missing)} (tasks "
+                     f"{' '.join(args.tasks)}).")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--backends", nargs="+",
@@ -241,6 +309,12 @@ def main(argv=None):
     if args.worker:
         worker(args)
         return
+    if args.report_only and not (args.records
+                                 and os.path.exists(args.records)):
+        parser.error("--report_only needs --records naming an existing "
+                     f"file. Received: --records {args.records}")
+    if not args.report_only:
+        _check_data_dir(parser, args)
     results = {}
     if args.records and os.path.exists(args.records):
         with open(args.records, encoding="utf-8") as f:
@@ -262,7 +336,10 @@ def main(argv=None):
     backends = [b for b in backends if b in args.backends] or backends
     text = []
     if {"tutorial", "planetoid"} & set(args.tasks):
-        text += [f"Test accuracy (%), mean ± std over {args.seeds} seeds:",
+        counts = _seed_counts(results, backends)
+        _warn_few_seeds(counts, args.seeds)
+        text += [_accuracy_title(counts) if counts else
+                 "Test accuracy (%): no records.",
                  "", _accuracy_table(results, backends), ""]
     if "step_cost" in args.tasks:
         text += ["Median training-step time of the tutorial MLP, batch 128 "

@@ -23,7 +23,7 @@ backend; it reads out/robustness/models/mnist_base.keras, written by
 `robustness_benchmark.py train --dataset mnist`), and the one that reprints
 it:
 
-    python benchmarks/robustness_ablations.py --data_dir ../shared/data \
+    python benchmarks/robustness_ablations.py --data_dir DATA_DIR \
         --json benchmarks/results/robustness_ablations.json
     python benchmarks/robustness_ablations.py \
         --from_json benchmarks/results/robustness_ablations.json
@@ -118,6 +118,8 @@ def main(argv=None):
     parser.add_argument("--models_dir", default="out/robustness/models")
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--batch_size", type=int, default=500)
+    parser.add_argument("--steps", type=int, default=40,
+                        help="PGD steps (40 in the saved results)")
     parser.add_argument("--json", default=None,
                         help="write the results here")
     parser.add_argument("--from_json", default=None,
@@ -129,13 +131,23 @@ def main(argv=None):
             print(_tables(json.load(f)))
         return
 
+    # Prerequisites first: the data and the trained model.
+    robustness_benchmark.check_data("mnist", args.data_dir)
+    model_path = os.path.join(args.models_dir, "mnist_base.keras")
+    if not os.path.exists(model_path):
+        parser.error(f"{model_path} is missing: run `python "
+                     "benchmarks/robustness_benchmark.py train --dataset "
+                     "mnist --models base` first (or pass --models_dir).")
+    # pylint: disable-next=import-outside-toplevel
+    from neural_structured_learning._core import quiet
+    quiet.framework_logs()  # Before Keras imports TensorFlow.
     import keras
     from keras import ops
     from neural_structured_learning import evaluation as ev
-    _, _, x, y = robustness_benchmark.load("mnist", args.data_dir)
+    _, _, x, y = robustness_benchmark.load("mnist", args.data_dir,
+                                          train=False)
     x, y = x[:args.n], y[:args.n]
-    base = keras.saving.load_model(
-        os.path.join(args.models_dir, "mnist_base.keras"), compile=False)
+    base = keras.saving.load_model(model_path, compile=False)
     b = args.batch_size
     ce = keras.losses.sparse_categorical_crossentropy
     results = {"n": len(x), "backend": keras.config.backend()}
@@ -149,8 +161,8 @@ def main(argv=None):
         "CE, batch mean (compiled Keras loss)":
             lambda t, z: ops.mean(ce(t, z, from_logits=True)),
     }
-    attacks = [ev.fgsm(2.0, "l2"), ev.pgd(2.0, "l2", steps=40),
-               ev.fgsm(0.1), ev.pgd(0.1, steps=40)]
+    attacks = [ev.fgsm(2.0, "l2"), ev.pgd(2.0, "l2", steps=args.steps),
+               ev.fgsm(0.1), ev.pgd(0.1, steps=args.steps)]
     table1 = []
     for name, loss_fn in objectives.items():
         for attack in attacks:
@@ -180,8 +192,9 @@ def main(argv=None):
     }
     table2 = []
     for name, loss_fn in variants.items():
-        for attack in [ev.fgsm(0.2), ev.pgd(0.2, steps=40),
-                       ev.fgsm(2.0, "l2"), ev.pgd(2.0, "l2", steps=40)]:
+        for attack in [ev.fgsm(0.2), ev.pgd(0.2, steps=args.steps),
+                       ev.fgsm(2.0, "l2"),
+                       ev.pgd(2.0, "l2", steps=args.steps)]:
             if loss_fn is None:
                 adv = ev.generate_adversarial(softmax, x, y, attack,
                                               clip=(0.0, 1.0), batch_size=b)

@@ -4,9 +4,11 @@ Reproduces the tables of docs/robustness.md with `nsl.evaluation`. `train`
 saves models (and how long they took) that `evaluate` reads; `report`
 reprints a saved evaluation; `throughput` times the attacks on every backend.
 The commands behind benchmarks/results/robustness_* (TensorFlow backend, run
-from the repository root; models go to out/robustness/models):
+from the repository root; models go to out/robustness/models, results to
+`--results_dir`, default out/robustness, from where the committed copies in
+benchmarks/results were taken):
 
-    export NSL_DATA_DIR=../shared/data      # or --data_dir
+    export NSL_DATA_DIR=/path/to/data       # or --data_dir
     # Training (the times are saved with the models and the results).
     python benchmarks/robustness_benchmark.py train --dataset mnist
     python benchmarks/robustness_benchmark.py train --dataset fashion_mnist \
@@ -31,7 +33,7 @@ from the repository root; models go to out/robustness/models):
         --json benchmarks/results/robustness_throughput.json
     # Reprint a saved result (same selection flags as the evaluate run):
     python benchmarks/robustness_benchmark.py report --dataset mnist \
-        --n_eval 2000
+        --n_eval 2000 --results_dir benchmarks/results
     python benchmarks/robustness_benchmark.py throughput \
         --from_json benchmarks/results/robustness_throughput.json
 
@@ -51,9 +53,10 @@ customary smaller radius, eps 0.1, and has no fgsm-ar model):
            first `--ramp_epochs` epochs; trains for `--epochs` epochs or until
            `--budget_minutes` run out (checked after every batch).
 
-`evaluate` runs FGSM and PGD-40 (L-inf; `--restarts` random restarts, default
-1) at several radii on the first `--n_eval` test images, white-box and
-transferred from `base`, with the sanity checks, prints Markdown tables and
+`evaluate` runs FGSM and PGD-40 (L-inf; `--eval_steps` steps, `--restarts`
+random restarts, default 1) at several radii on the first `--n_eval` test
+images, white-box and transferred from `base`, with the sanity checks,
+prints Markdown tables and
 writes robustness_<dataset>_<backend>_n<n_eval>[_r<restarts>].json and .png.
 `report` reprints such a file (the sanity checks recomputed by the current
 `nsl.evaluation` and saved back). `throughput` measures, on each backend, the
@@ -62,6 +65,8 @@ gradient of the loss) on the same batch: PGD-k should cost about k + 1 (k
 forward-backward passes and one forward pass).
 
 Run it on a quiet machine (times are wall clock; the JSON records the load).
+For a quick check that everything runs, `train --max_train 256 --epochs 1
+--base_epochs 1` and `evaluate --n_eval 100 --eval_steps 5` take seconds.
 """
 
 import argparse
@@ -92,26 +97,46 @@ def _read_idx(path):
     return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
-def load(dataset, data_dir):
-    """Returns `(x_train, y_train, x_test, y_test)`: float32 images in
-    [0, 1] of shape (n, 28, 28, 1) and int32 labels."""
+_FILES = {"mnist": ("mnist.npz",),
+          "fashion_mnist": ("train-images-idx3-ubyte.gz",
+                            "train-labels-idx1-ubyte.gz",
+                            "t10k-images-idx3-ubyte.gz",
+                            "t10k-labels-idx1-ubyte.gz")}
+
+
+def check_data(dataset, data_dir):
+    """Exits with a message naming what is missing, before any work."""
     if not data_dir:
         raise SystemExit("No data directory: pass --data_dir or set "
                          "NSL_DATA_DIR (the folder holding mnist/ and "
                          "fashion_mnist/).")
+    missing = [os.path.join(data_dir, dataset, name)
+               for name in _FILES[dataset]
+               if not os.path.exists(os.path.join(data_dir, dataset, name))]
+    if missing:
+        raise SystemExit(f"{dataset} is not in the data directory "
+                         f"{data_dir!r}: missing {', '.join(missing)}.")
+
+
+def load(dataset, data_dir, train=True):
+    """Returns `(x_train, y_train, x_test, y_test)`: float32 images in
+    [0, 1] of shape (n, 28, 28, 1) and int32 labels (the training arrays
+    are None unless `train`)."""
+    check_data(dataset, data_dir)
+    keep = [train, train, True, True]
     if dataset == "mnist":
         with np.load(os.path.join(data_dir, "mnist", "mnist.npz")) as f:
-            arrays = [f[k] for k in ("x_train", "y_train", "x_test",
-                                     "y_test")]
+            arrays = [f[k] if wanted else None for k, wanted in zip(
+                ("x_train", "y_train", "x_test", "y_test"), keep)]
     else:
         folder = os.path.join(data_dir, "fashion_mnist")
-        arrays = [_read_idx(os.path.join(folder, name)) for name in (
-            "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-            "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")]
+        arrays = [_read_idx(os.path.join(folder, name)) if wanted else None
+                  for name, wanted in zip(_FILES[dataset], keep)]
     x_train, y_train, x_test, y_test = arrays
-    prep = lambda x: (x[..., None] / 255.0).astype(np.float32)  # noqa: E731
-    return (prep(x_train), y_train.astype(np.int32), prep(x_test),
-            y_test.astype(np.int32))
+    prep = lambda x: (None if x is None  # noqa: E731
+                      else (x[..., None] / 255.0).astype(np.float32))
+    labels = lambda y: None if y is None else y.astype(np.int32)  # noqa: E731
+    return prep(x_train), labels(y_train), prep(x_test), labels(y_test)
 
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
@@ -177,10 +202,12 @@ def train(args, dataset):
         meta = dict(dataset=dataset, model=name, seed=args.seed,
                     backend=keras.config.backend(), train_size=len(x_train),
                     load_before=os.getloadavg()[0])
+        epochs = args.base_epochs
         if name == "base":
             cnn.compile("adam", loss, metrics=["accuracy"])
-            cnn.fit(x_train, y_train, batch_size=32, epochs=5, verbose=2)
-            meta.update(epochs=5, batch_size=32)
+            cnn.fit(x_train, y_train, batch_size=32, epochs=epochs,
+                    verbose=2)
+            meta.update(epochs=epochs, batch_size=32)
         elif name == "fgsm-ar":
             model = nsl.keras.AdversarialRegularization(
                 cnn, label_keys=["label"],
@@ -189,8 +216,8 @@ def train(args, dataset):
                     adv_grad_norm="infinity"))
             model.compile("adam", loss, metrics=["accuracy"])
             model.fit({"image": x_train, "label": y_train}, batch_size=32,
-                      epochs=5, verbose=2)
-            meta.update(epochs=5, batch_size=32, multiplier=0.2,
+                      epochs=epochs, verbose=2)
+            meta.update(epochs=epochs, batch_size=32, multiplier=0.2,
                         adv_step_size=0.2)
         else:
             meta.update(_train_pgd(args, dataset, keras, nsl, cnn, loss,
@@ -242,7 +269,7 @@ def evaluate(args, dataset):
     import keras
     import neural_structured_learning as nsl
     ev = nsl.evaluation
-    _, _, x_test, y_test = load(dataset, args.data_dir)
+    _, _, x_test, y_test = load(dataset, args.data_dir, train=False)
     x, y = x_test[:args.n_eval], y_test[:args.n_eval]
     models, meta = {}, {}
     for name in args.models:
@@ -252,8 +279,8 @@ def evaluate(args, dataset):
         models[name] = keras.saving.load_model(path, compile=False)
         with open(meta_path, encoding="utf-8") as f:
             meta[name] = json.load(f)
-    attacks = ev.attack_grid(args.eps or EVAL_EPS[dataset], steps=40,
-                             restarts=args.restarts)
+    attacks = ev.attack_grid(args.eps or EVAL_EPS[dataset],
+                             steps=args.eval_steps, restarts=args.restarts)
     rows = []
     for name, model in models.items():
         sources = {"base": models["base"]} if (
@@ -272,11 +299,16 @@ def evaluate(args, dataset):
                        backend=keras.config.backend(),
                        load=os.getloadavg()[0]), f, indent=1)
     _print_tables(rows, args.eps or EVAL_EPS[dataset], dataset, meta, len(x))
-    ev.plot_accuracy_vs_eps(
-        [r for r in rows if r["source"] in ("white-box", "-")],
-        stem + ".png", title=f"{dataset}: white-box accuracy, {len(x)} test "
-        "images")
-    print(f"\nWrote {stem}.json and {stem}.png")
+    try:
+        ev.plot_accuracy_vs_eps(
+            [r for r in rows if r["source"] in ("white-box", "-")],
+            stem + ".png", title=f"{dataset}: white-box accuracy, {len(x)} "
+            "test images")
+    except ImportError as e:  # matplotlib is optional.
+        print(f"\nWrote {stem}.json; no plot: {e} (or the examples extra: "
+              "pip install 'neural-structured-learning-keras[examples]').")
+    else:
+        print(f"\nWrote {stem}.json and {stem}.png")
 
 
 def _stem(args, dataset, backend, n):
@@ -411,8 +443,8 @@ def throughput(args):
                "_throughput_worker", "--batch_size", str(args.batch_size),
                "--batches", str(args.batches), "--rounds", str(args.rounds),
                "--steps", *map(str, args.steps)]
-        env = dict(os.environ, KERAS_BACKEND=backend,
-                   TF_CPP_MIN_LOG_LEVEL="3")
+        env = dict(os.environ, KERAS_BACKEND=backend)
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         print(f"throughput on {backend} ...", file=sys.stderr, flush=True)
         out = subprocess.run(cmd, env=env, capture_output=True, text=True,
                              check=False)
@@ -462,11 +494,15 @@ def main(argv=None):
     parser.add_argument("--models", nargs="+", default=list(MODELS),
                         choices=MODELS)
     parser.add_argument("--models_dir", default="out/robustness/models")
-    parser.add_argument("--results_dir", default="benchmarks/results")
+    parser.add_argument("--results_dir", default="out/robustness",
+                        help="evaluate/report: where the JSON and PNG go "
+                        "(the committed ones are in benchmarks/results)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--retrain", action="store_true")
     parser.add_argument("--epochs", type=int, default=20,
                         help="pgd-ar: most epochs")
+    parser.add_argument("--base_epochs", type=int, default=5,
+                        help="base and fgsm-ar: epochs (the tutorial's 5)")
     parser.add_argument("--budget_minutes", type=float, default=60.0,
                         help="pgd-ar: training time budget")
     parser.add_argument("--pgd_steps", type=int, default=7,
@@ -484,6 +520,8 @@ def main(argv=None):
                         help="report: the backend the evaluation ran on")
     parser.add_argument("--restarts", type=int, default=1,
                         help="evaluate: PGD random restarts")
+    parser.add_argument("--eval_steps", type=int, default=40,
+                        help="evaluate: PGD steps")
     parser.add_argument("--batch_size", type=int, default=500)
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("--backends", nargs="+",
@@ -498,6 +536,14 @@ def main(argv=None):
                         help="throughput: reprint this saved result instead "
                         "of measuring")
     args = parser.parse_args(argv)
+    if args.command in ("train", "evaluate", "_throughput_worker"):
+        for dataset in (args.dataset if args.command != "_throughput_worker"
+                        else ()):
+            check_data(dataset, args.data_dir)  # Before minutes of work.
+        # Before Keras imports TensorFlow: no C++ log noise.
+        # pylint: disable-next=import-outside-toplevel
+        from neural_structured_learning._core import quiet
+        quiet.framework_logs()
     if args.command == "_throughput_worker":
         return throughput_worker(args)
     if args.command == "throughput":

@@ -6,7 +6,12 @@ min, max over seeds). `--mnist100` also runs `examples/vat_mnist100.py` once
 per backend in `--mnist_backends` (long: see docs/vat.md for the budget).
 
     python benchmarks/vat_benchmark.py --seeds 0 1 2 3 4
-    python benchmarks/vat_benchmark.py --seeds --mnist100 --data_dir ../shared/data
+    python benchmarks/vat_benchmark.py --seeds --mnist100 --data_dir DATA_DIR
+
+`--epochs` shortens the two-rings runs (default: the example's 300), for a
+quick check that everything runs. MNIST-100 needs the data directory
+(`--data_dir` or NSL_DATA_DIR, holding mnist/mnist.npz); it is checked before
+anything runs.
 """
 
 import argparse
@@ -22,10 +27,10 @@ EXAMPLES = os.path.join(HERE, "..", "examples")
 
 
 def run(script, backend, args_list):
+    env = dict(os.environ, KERAS_BACKEND=backend)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     subprocess.run([sys.executable, os.path.join(EXAMPLES, script),
-                    *args_list], check=True, stdout=sys.stderr,
-                   env=dict(os.environ, KERAS_BACKEND=backend,
-                            TF_CPP_MIN_LOG_LEVEL="3"))
+                    *args_list], check=True, stdout=sys.stderr, env=env)
 
 
 def main():
@@ -38,7 +43,15 @@ def main():
     parser.add_argument("--mnist_backends", nargs="+", default=["jax"])
     parser.add_argument("--mnist_epochs", type=int, default=None)
     parser.add_argument("--data_dir", default=os.environ.get("NSL_DATA_DIR"))
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="two rings: epochs (default: the example's)")
     args = parser.parse_args()
+    if args.mnist100:
+        mnist = os.path.join(args.data_dir or "", "mnist", "mnist.npz")
+        if not (args.data_dir and os.path.exists(mnist)):
+            parser.error(f"--mnist100 needs {mnist!r}: pass --data_dir or "
+                         "set NSL_DATA_DIR to the folder holding "
+                         "mnist/mnist.npz.")
 
     if args.seeds:
         results = {}
@@ -46,15 +59,18 @@ def main():
             for seed in args.seeds:
                 out = os.path.join(args.output_dir, "rings")
                 print(f"two rings: {backend} seed {seed}", file=sys.stderr)
+                extra = ["--epochs", str(args.epochs)] if args.epochs else []
                 run("vat_two_rings.py", backend,
-                    ["--seed", str(seed), "--output_dir", out])
+                    ["--seed", str(seed), "--output_dir", out, "--no_plot",
+                     *extra])
                 with open(os.path.join(
                         out, f"results_{backend}_seed{seed}.json")) as f:
                     acc = json.load(f)["accuracy"]
                 for model, value in acc.items():
                     results.setdefault((backend, model), []).append(value)
+        epochs = f", {args.epochs} epochs" if args.epochs else ""
         print(f"\nTwo rings, 8 labeled points per class, 1,000 test points, "
-              f"seeds {args.seeds}: test accuracy\n")
+              f"seeds {args.seeds}{epochs}: test accuracy\n")
         print("| backend | model | mean | min | max |\n|---|---|---|---|---|")
         for (backend, model), values in results.items():
             print(f"| {backend} | {model} | {np.mean(values):.4f} | "

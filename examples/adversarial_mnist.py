@@ -23,12 +23,18 @@ import argparse
 import contextlib
 import json
 import os
+import sys
 import time
 
-import keras
-import numpy as np
+from neural_structured_learning._core import quiet
 
-import neural_structured_learning as nsl
+quiet.framework_logs()  # Before Keras imports TensorFlow: no C++ log noise.
+
+# pylint: disable=wrong-import-position
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import neural_structured_learning as nsl  # noqa: E402
 
 
 def load_data(dataset, data_dir):
@@ -47,8 +53,15 @@ def load_data(dataset, data_dir):
                 keras.datasets.mnist.load_data())
         x_train, x_test = x_train / 255.0, x_test / 255.0
     elif dataset == "digits":
-        from sklearn.datasets import load_digits
-        from sklearn.model_selection import train_test_split
+        try:
+            from sklearn.datasets import load_digits
+            from sklearn.model_selection import train_test_split
+        except ImportError:
+            raise SystemExit(
+                "The digits dataset needs scikit-learn: pip install "
+                "scikit-learn (or the examples extra: pip install "
+                "'neural-structured-learning-keras[examples]'), or use "
+                "--dataset mnist.") from None
         digits = load_digits()
         images = np.kron(digits.images / 16.0, np.ones((3, 3)))  # 24x24.
         x_train, x_test, y_train, y_test = train_test_split(
@@ -133,15 +146,38 @@ def fgsm(model, images, labels, eps, batch_size=500):
         batch_size=batch_size)
 
 
+def predict(model, images, batch_size=500):
+    """Predicted classes. Through `nsl.evaluation`, like the attacks: the
+    same fixed-size batches, so TensorFlow traces the model once (mixing
+    `model.predict` with other batch shapes would retrace it)."""
+    return nsl.evaluation.predict_classes(model, images,
+                                          batch_size=batch_size)
+
+
 def accuracy(model, images, labels):
-    logits = model.predict(images, batch_size=500, verbose=0)
-    return float(np.mean(np.argmax(logits, -1) == labels))
+    return float(np.mean(predict(model, images) == labels))
+
+
+def pyplot():
+    """matplotlib's pyplot (Agg), or None with an install hint on stderr."""
+    try:
+        import matplotlib  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        print("Plots need matplotlib: pip install matplotlib (or the "
+              "examples extra: pip install "
+              "'neural-structured-learning-keras[examples]'). No PNG "
+              "written.", file=sys.stderr)
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+    return plt
 
 
 def plot_grid(path, images, labels, predictions, title, n=20):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Draws perturbed digits; returns False without matplotlib."""
+    plt = pyplot()
+    if plt is None:
+        return False
     cols = 10
     rows = (n + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.3, rows * 1.9))
@@ -158,6 +194,7 @@ def plot_grid(path, images, labels, predictions, title, n=20):
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    return True
 
 
 def main(argv=None):
@@ -175,6 +212,8 @@ def main(argv=None):
                         help="FGSM epsilon of the evaluation attack")
     parser.add_argument("--max_train", type=int, default=None,
                         help="use only the first N training examples")
+    parser.add_argument("--max_test", type=int, default=None,
+                        help="evaluate on the first N test examples only")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default="softmax",
                         choices=["softmax", "logits"],
@@ -196,6 +235,8 @@ def main(argv=None):
         args.epochs = 5 if dataset == "mnist" else 20
     if args.max_train:
         x_train, y_train = x_train[:args.max_train], y_train[:args.max_train]
+    if args.max_test:
+        x_test, y_test = x_test[:args.max_test], y_test[:args.max_test]
     print(f"backend={keras.config.backend()} dataset={dataset} "
           f"train={len(x_train)} test={len(x_test)}")
     os.makedirs(args.output_dir, exist_ok=True)
@@ -258,19 +299,18 @@ def main(argv=None):
         print(f"| {r['model']} | {r['clean']:.4f} | {r['fgsm_from_base']:.4f}"
               f" | {r['fgsm_white_box']:.4f} | {r['train_seconds']} |")
 
-    predictions = {name: np.argmax(model.predict(attacks["base"][:20],
-                                                 verbose=0), -1)
+    predictions = {name: predict(model, attacks["base"])[:20]
                    for name, model in models.items()}
-    png = os.path.join(args.output_dir, f"fgsm_examples_{dataset}.png")
-    plot_grid(png, attacks["base"], y_test, predictions,
-              f"FGSM (L-inf, eps={args.eps}) against the base model; "
-              "red: base model wrong")
     with open(results_path(args.output_dir, dataset, keras.config.backend(),
                            args.output, args.seed), "w") as f:
         json.dump({"args": vars(args), "backend": keras.config.backend(),
                    "dataset": dataset, "rows": rows,
                    "regularizer_effect": effect}, f, indent=2)
-    print(f"\nWrote {png}")
+    png = os.path.join(args.output_dir, f"fgsm_examples_{dataset}.png")
+    if plot_grid(png, attacks["base"], y_test, predictions,
+                 f"FGSM (L-inf, eps={args.eps}) against the base model; "
+                 "red: base model wrong"):
+        print(f"\nWrote {png}")
     return rows
 
 

@@ -22,10 +22,15 @@ import json
 import os
 import time
 
-import keras
-import numpy as np
+from neural_structured_learning._core import quiet
 
-import neural_structured_learning as nsl
+quiet.framework_logs()  # Before Keras imports TensorFlow: no C++ log noise.
+
+# pylint: disable=wrong-import-position
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import neural_structured_learning as nsl  # noqa: E402
 
 
 def load_mnist(data_dir):
@@ -122,6 +127,8 @@ def main(argv=None):
     parser.add_argument("--data_dir", default=os.environ.get("NSL_DATA_DIR"))
     parser.add_argument("--labeled_per_class", type=int, default=10)
     parser.add_argument("--validation", type=int, default=1000)
+    parser.add_argument("--max_unlabeled", type=int, default=None,
+                        help="use only N unlabeled images (quick runs)")
     parser.add_argument("--epsilon", type=float, default=1.0)
     parser.add_argument("--xi", type=float, default=1e-3)
     parser.add_argument("--multiplier", type=float, default=1.0)
@@ -149,6 +156,7 @@ def main(argv=None):
     x_train, y_train, x_test, y_test = load_mnist(args.data_dir)
     labeled, validation, unlabeled = split(
         x_train, y_train, args.labeled_per_class, args.validation, args.seed)
+    unlabeled = unlabeled[:args.max_unlabeled]
     data = (x_train, y_train, labeled, validation, unlabeled)
     print(f"backend={keras.config.backend()} labeled={len(labeled)} "
           f"validation={len(validation)} unlabeled={len(unlabeled)} "
@@ -165,8 +173,10 @@ def main(argv=None):
     print("\n| model | test error | validation accuracy | steps | train s |")
     print("|---|---|---|---|---|")
     for r in rows:
+        validation = ("-" if r["validation"] is None
+                      else f"{r['validation']:.4f}")
         print(f"| {r['model']} | {100 * r['test_error']:.2f}% | "
-              f"{r['validation']} | {r['steps']} | {r['train_seconds']} |")
+              f"{validation} | {r['steps']} | {r['train_seconds']} |")
     os.makedirs(args.output_dir, exist_ok=True)
     with open(os.path.join(args.output_dir, f"results_{keras.config.backend()}"
                            f"_seed{args.seed}.json"), "w") as f:

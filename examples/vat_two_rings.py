@@ -13,11 +13,17 @@ the data in a PNG.
 import argparse
 import json
 import os
+import sys
 
-import keras
-import numpy as np
+from neural_structured_learning._core import quiet
 
-import neural_structured_learning as nsl
+quiet.framework_logs()  # Before Keras imports TensorFlow: no C++ log noise.
+
+# pylint: disable=wrong-import-position
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import neural_structured_learning as nsl  # noqa: E402
 
 
 def make_rings(n, rng, noise=0.05, radii=(1.0, 0.5)):
@@ -68,10 +74,26 @@ def train(args, x_lab, y_lab, x_unlab, vat):
     return model
 
 
-def plot(path, models, x_lab, y_lab, x_unlab, accuracies):
-    import matplotlib
+def pyplot():
+    """matplotlib's pyplot (Agg), or None with an install hint on stderr."""
+    try:
+        import matplotlib  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        print("Plots need matplotlib: pip install matplotlib (or the "
+              "examples extra: pip install "
+              "'neural-structured-learning-keras[examples]'). No PNG "
+              "written.", file=sys.stderr)
+        return None
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+    return plt
+
+
+def plot(path, models, x_lab, y_lab, x_unlab, accuracies):
+    """Draws the decision boundaries; returns False without matplotlib."""
+    plt = pyplot()
+    if plt is None:
+        return False
     grid = np.linspace(-1.5, 1.5, 300, dtype="float32")
     gx, gy = np.meshgrid(grid, grid)
     points = np.stack([gx.ravel(), gy.ravel()], 1)
@@ -93,6 +115,7 @@ def plot(path, models, x_lab, y_lab, x_unlab, accuracies):
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return True
 
 
 def main(argv=None):
@@ -112,6 +135,8 @@ def main(argv=None):
     parser.add_argument("--learning_rate", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output_dir", default="out/vat_two_rings")
+    parser.add_argument("--no_plot", action="store_true",
+                        help="skip the PNG (and matplotlib)")
     args = parser.parse_args(argv)
 
     rng = np.random.default_rng(args.seed)
@@ -129,11 +154,12 @@ def main(argv=None):
         print(f"| {name} | {acc:.4f} |")
     os.makedirs(args.output_dir, exist_ok=True)
     png = os.path.join(args.output_dir, "decision_boundaries.png")
-    plot(png, models, x_lab, y_lab, x_unlab, accuracies)
     with open(os.path.join(args.output_dir, f"results_{keras.config.backend()}"
                            f"_seed{args.seed}.json"), "w") as f:
         json.dump({"args": vars(args), "accuracy": accuracies}, f, indent=2)
-    print(f"Wrote {png}")
+    if not args.no_plot and plot(png, models, x_lab, y_lab, x_unlab,
+                                 accuracies):
+        print(f"Wrote {png}")
     return accuracies
 
 

@@ -111,3 +111,31 @@ def test_help_does_not_import_keras():
                             text=True, check=True, env=env)
     assert "--transfer_from" in result.stdout
     assert result.stdout.rstrip().endswith("NO KERAS")
+
+
+def test_progress_bar_moves_per_attack_step(tmp_path, monkeypatch, capsys):
+    # 30 examples fit one batch: a bar counting batches went 0% -> 100%.
+    # pylint: disable-next=import-outside-toplevel
+    from neural_structured_learning.evaluation import _evaluate
+    bars = []
+
+    class Bar:
+        def __init__(self, total, enabled, **kwargs):
+            del kwargs
+            self.total, self.enabled, self.updates = total, enabled, []
+            bars.append(self)
+
+        def update(self, n=1):
+            self.updates.append(n)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(_evaluate._progress, "progress_bar", Bar)
+    model, data = _save(tmp_path)
+    assert cli.main(["evaluate", model, data, "--divide_by=255", "--eps=0.1",
+                     "--steps=4", "--nosanity_checks", "--progress"]) == 0
+    capsys.readouterr()
+    bar, = bars
+    assert bar.enabled is True and bar.total == 1 + 4
+    assert sum(bar.updates) == 5 and len(bar.updates) >= 4

@@ -31,6 +31,7 @@ class _Classifier:
         self.model = model
         self.name = name
         self.grad_evals = 0
+        self.on_grad_eval = None  # Called after each gradient evaluation.
         self.kind = _outputs.detect_output_kind(
             self._numpy_outputs(sample), output, model=model)
 
@@ -67,6 +68,8 @@ class _Classifier:
 
         def objective(features):
             self.grad_evals += 1
+            if self.on_grad_eval is not None:
+                self.on_grad_eval()
             scores = _outputs.log_scores(self._call(features), self.kind)
             return _outputs.attack_loss(scores, labels, loss)
 
@@ -239,7 +242,8 @@ def evaluate_robustness(model, x, y, attacks=None, *, sources=None,
         seed: seed of the random starts.
         sanity_checks: add the sanity runs and check the table.
         model_name: the `model` column of the rows.
-        progress: show a progress bar (tqdm, on stderr); None: only when
+        progress: show a progress bar (tqdm, on stderr) that advances with
+            every attack step (forward-backward pass); None: only when
             stderr is a terminal.
 
     Returns:
@@ -331,6 +335,36 @@ def _output_notes(kind, saturated):
     return "; ".join(notes)
 
 
+def _cost(attack):
+    """Attack steps (gradient evaluations) of one run over one batch."""
+    return attack.steps * attack.restarts
+
+
+class _StepProgress:
+    """Advances `bar` by one per gradient evaluation of `attacker`, up to
+    `cost`; on exit, by what is left of `cost` (restarts that stopped early
+    because every example was fooled)."""
+
+    def __init__(self, bar, attacker, cost):
+        self.bar, self.attacker, self.cost, self.done = bar, attacker, cost, 0
+
+    def _step(self):
+        if self.done < self.cost:
+            self.done += 1
+            self.bar.update(1)
+
+    def __enter__(self):
+        self.attacker.on_grad_eval = self._step
+        return self
+
+    def __exit__(self, *exc_info):
+        self.attacker.on_grad_eval = None
+        if self.done < self.cost:
+            self.bar.update(self.cost - self.done)
+            self.done = self.cost
+        return False
+
+
 def _run(target, attackers, runs, x, y, clip, loss, batch_size, seed,
          sanity_checks, model_name, progress):
     n = len(x)
@@ -340,9 +374,12 @@ def _run(target, attackers, runs, x, y, clip, loss, batch_size, seed,
     seeds = [keras.random.SeedGenerator(seed + 7919 * i)
              for i in range(len(runs))]
     clean_correct, saturated, n_batches = 0, 0.0, 0
+    # The bar counts attack steps (forward-backward passes), so it moves
+    # within a batch too: a PGD-40 run over one batch is 40 steps.
+    costs = [_cost(attack) for attack, _, _ in runs]
     bar = _progress.progress_bar(
-        total=-(-n // min(batch_size, n)),
-        desc=f"{model_name}: {len(runs)} attacks", unit="batch",
+        total=-(-n // min(batch_size, n)) * sum(costs),
+        desc=f"{model_name}: {len(runs)} attacks", unit="step",
         enabled=progress, unit_scale=False)
     for idx, valid in _batches(n, batch_size):
         n_batches += 1
@@ -355,12 +392,12 @@ def _run(target, attackers, runs, x, y, clip, loss, batch_size, seed,
         for i, (attack, source, _) in enumerate(runs):
             start, attacker = time.perf_counter(), attackers[source]
             evals_before = attacker.grad_evals
-            still = _survivors(target, attacker, attack, x_b, y_b, correct,
-                               clip, loss, seeds[i])
+            with _StepProgress(bar, attacker, costs[i]):
+                still = _survivors(target, attacker, attack, x_b, y_b,
+                                   correct, clip, loss, seeds[i])
             robust[i] += int(still[:valid].sum())
             seconds[i] += time.perf_counter() - start
             grad_evals[i] += attacker.grad_evals - evals_before
-        bar.update(1)
     bar.close()
     rows = [dict(_row(model_name, "-", None, loss, n, clean_correct / n,
                       target.kind, "clean", 0.0, 0),

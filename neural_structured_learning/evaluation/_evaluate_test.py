@@ -244,3 +244,48 @@ def test_one_hot_labels_are_accepted():
         _linear(), X, np.eye(2)[Y], [_attacks.fgsm(EPS)],
         sanity_checks=False)
     assert [r["accuracy"] for r in rows] == [CLEAN, LINF]
+
+
+class _RecordingBar:
+    """Stands in for the tqdm bar: records its total and every update."""
+
+    def __init__(self, total, **kwargs):
+        del kwargs
+        self.total, self.updates, self.closed = total, [], False
+
+    def update(self, n=1):
+        self.updates.append(n)
+
+    def close(self):
+        self.closed = True
+
+
+def test_progress_bar_advances_per_attack_step(monkeypatch):
+    bars = []
+
+    def progress_bar(**kwargs):
+        bars.append(_RecordingBar(**kwargs))
+        return bars[-1]
+
+    monkeypatch.setattr(_evaluate._progress, "progress_bar", progress_bar)
+    attacks = [_attacks.fgsm(EPS), _attacks.pgd(EPS, steps=5),
+               _attacks.pgd(EPS, steps=4, restarts=3)]
+    # One batch (60 examples, batch 256): the bar used to count batches and
+    # so jumped from 0% to 100% at the end.
+    _evaluate.evaluate_robustness(_linear(), X, Y, attacks, clip=(0.0, 1.0),
+                                  sanity_checks=False, progress=True)
+    bar, = bars
+    assert bar.total == 1 + 5 + 4 * 3
+    assert sum(bar.updates) == bar.total and bar.closed
+    # Step by step: at least one update per step of the first restart.
+    assert len(bar.updates) >= 1 + 5 + 4
+    assert max(bar.updates) <= 4 * 2  # At most the restarts cut short.
+    # Several batches and a transfer source: per step within each batch.
+    bars.clear()
+    _evaluate.evaluate_robustness(_linear(), X, Y, attacks[:2],
+                                  sources={"other": _linear()},
+                                  clip=(0.0, 1.0), batch_size=20,
+                                  sanity_checks=False, progress=True)
+    bar, = bars
+    assert bar.total == 3 * 2 * (1 + 5)
+    assert bar.updates == [1] * bar.total
