@@ -100,7 +100,7 @@ def worker(args):
         backend = "nsl14-tf2.15"
     else:
         # pylint: disable-next=import-outside-toplevel
-        from neural_structured_learning._core import quiet
+        from neural_structured_learning import _quiet as quiet
         quiet.framework_logs()
         import keras
         backend = keras.config.backend()

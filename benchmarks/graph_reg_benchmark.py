@@ -124,7 +124,7 @@ def _step_cost(args):
 
 def worker(args):
     # pylint: disable-next=import-outside-toplevel
-    from neural_structured_learning._core import quiet
+    from neural_structured_learning import _quiet as quiet
     quiet.framework_logs()  # Before Keras loads TensorFlow.
     import keras  # pylint: disable=import-outside-toplevel
     _emit(dict(task="backend", backend=keras.backend.backend()))

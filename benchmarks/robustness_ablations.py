@@ -139,7 +139,7 @@ def main(argv=None):
                      "benchmarks/robustness_benchmark.py train --dataset "
                      "mnist --models base` first (or pass --models_dir).")
     # pylint: disable-next=import-outside-toplevel
-    from neural_structured_learning._core import quiet
+    from neural_structured_learning import _quiet as quiet
     quiet.framework_logs()  # Before Keras imports TensorFlow.
     import keras
     from keras import ops

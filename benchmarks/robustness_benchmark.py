@@ -542,7 +542,7 @@ def main(argv=None):
             check_data(dataset, args.data_dir)  # Before minutes of work.
         # Before Keras imports TensorFlow: no C++ log noise.
         # pylint: disable-next=import-outside-toplevel
-        from neural_structured_learning._core import quiet
+        from neural_structured_learning import _quiet as quiet
         quiet.framework_logs()
     if args.command == "_throughput_worker":
         return throughput_worker(args)

@@ -5,7 +5,8 @@
     python benchmarks/tools_benchmark.py report    # re-print saved tables
 
 Every measurement runs in a fresh subprocess that imports its libraries
-first, then times only the call (`time.perf_counter`) and reports the
+first (NSL 1.4: TensorFlow; ours: faiss, pyarrow, protobuf), then times
+only the call (`time.perf_counter`) and reports the
 process's peak RSS before and after it (`VmHWM` of /proc/self/status;
 not `ru_maxrss`, which a child inherits from its parent at fork), the CPU
 time of the call (user + system, all threads) and the 1-minute load average
@@ -49,7 +50,11 @@ def _worker(spec):
         module = importlib.import_module(
             f"neural_structured_learning.tools.{spec['function']}")
     else:
+        # The libraries the tools import lazily (NSL 1.4's TensorFlow import
+        # is likewise outside its timed call).
         import faiss  # pylint: disable=import-outside-toplevel,unused-import
+        import pyarrow.compute  # pylint: disable=import-outside-toplevel,unused-import
+        import pyarrow.csv  # pylint: disable=import-outside-toplevel,unused-import
         import neural_structured_learning.tools.example_proto  # pylint: disable=import-outside-toplevel,unused-import
         import neural_structured_learning.tools.tfrecord  # pylint: disable=import-outside-toplevel,unused-import
         module = importlib.import_module("neural_structured_learning.tools")
@@ -92,7 +97,15 @@ def _patch_open_mode_u():
 
 
 def run(impl, function, args, kwargs, nsl14_python):
-    """Runs `function(*args, **kwargs)` of `impl` in a subprocess."""
+    """Runs `function(*args, **kwargs)` of `impl` in a subprocess.
+
+    The call's output file is deleted first: replacing (or truncating) a
+    large file left by an earlier run frees its pages inside the timed call,
+    tens of milliseconds that depend on the workdir's history.
+    """
+    output = args[1] if function == "build_graph" else args[3]
+    if os.path.exists(output):
+        os.remove(output)
     spec = json.dumps({"impl": impl, "function": function, "args": args,
                        "kwargs": kwargs})
     if impl == "nsl14":
@@ -486,6 +499,8 @@ def main():
     parser.add_argument("--tag", default="",
                         help="suffix of the results file name")
     args = parser.parse_args()
+    # Workers run with cwd="/": a relative interpreter path must be resolved.
+    args.nsl14_python = os.path.abspath(args.nsl14_python)
     os.makedirs(args.workdir, exist_ok=True)
     if args.mode == "report":
         report()

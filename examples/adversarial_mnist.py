@@ -26,7 +26,7 @@ import os
 import sys
 import time
 
-from neural_structured_learning._core import quiet
+from neural_structured_learning import _quiet as quiet
 
 quiet.framework_logs()  # Before Keras imports TensorFlow: no C++ log noise.
 

@@ -15,7 +15,7 @@ import json
 import os
 import sys
 
-from neural_structured_learning._core import quiet
+from neural_structured_learning import _quiet as quiet
 
 quiet.framework_logs()  # Before Keras imports TensorFlow: no C++ log noise.
 

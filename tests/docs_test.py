@@ -4,9 +4,9 @@ The ```python and ```bash (or ```sh) blocks of a page run in order, as a
 reader would paste them: python blocks share one interpreter (names defined
 in one block are seen by the next), bash blocks run with `bash -eo pipefail`.
 Each page runs in a fresh temporary directory holding links to the
-repository's `examples/`, `benchmarks/` and `scripts/` (so `python
-examples/x.py` works and files the blocks write land in the temporary
-directory), with this interpreter's `bin/` first on PATH (`python` and `nsl`
+repository's `examples/`, `benchmarks/`, `scripts/` and environments
+(`.venv`, `.venv-beam`, `.venv-nsl14`; so `python examples/x.py` works and
+files the blocks write land in the temporary directory), with this interpreter's `bin/` first on PATH (`python` and `nsl`
 are the test's), `NSL_DOCS_TEST=1` and `NSL_DATA_DIR` passed through.
 Every fence must name its language: `python`, `bash` and `sh` run; `text`,
 `json` and `toml` do not.
@@ -51,7 +51,10 @@ PAGES = ["README.md"] + sorted(
     str(p.relative_to(REPO)) for p in (REPO / "docs").glob("*.md"))
 RUN_LANGUAGES = {"python": "python", "bash": "bash", "sh": "bash"}
 TEXT_LANGUAGES = {"text", "json", "toml"}
-LINKED = ("examples", "benchmarks", "scripts")
+# Linked into each page's directory (the environments when they exist), so
+# commands written from the repository root run as written.
+LINKED = ("examples", "benchmarks", "scripts", ".venv", ".venv-beam",
+          ".venv-nsl14")
 PAGE_TIMEOUT_S = 900
 
 _FENCE = re.compile(r"^(\s*)```(\S*)\s*$")
@@ -239,7 +242,8 @@ def _run_page(page, blocks):
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="nsl_docs_"))
     try:
         for name in LINKED:
-            (workdir / name).symlink_to(REPO / name)
+            if (REPO / name).exists():
+                (workdir / name).symlink_to(REPO / name)
         (workdir / "blocks.json").write_text(json.dumps(runnable))
         (workdir / "driver.py").write_text(_DRIVER)
         env = dict(os.environ)

@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from neural_structured_learning._core import quiet
+from neural_structured_learning import _quiet as quiet
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -79,7 +79,7 @@ def test_example_is_quiet_and_degrades_without_matplotlib(tmp_path):
     ("2", "keep me\n"), ("0", "I0000 00:00:1.5  7 a.cc:1] info\nkeep me\n")])
 def test_filtered_stderr_hides_only_log_lines_below_the_level(
         tmp_path, level, expected):
-    code = ("import os\nfrom neural_structured_learning._core import quiet\n"
+    code = ("import os\nfrom neural_structured_learning import _quiet as quiet\n"
             "with quiet.filtered_stderr():\n"
             "    os.write(2, b'I0000 00:00:1.5  7 a.cc:1] info\\nkeep me\\n')\n")
     done = _run(["-c", code], tmp_path, env={"TF_CPP_MIN_LOG_LEVEL": level},

@@ -9,9 +9,7 @@ can all build on them without import cycles:
 * `progress`: tqdm progress bars on stderr;
 * `validation`: argument checks;
 * `naming`: the packed neighbour-feature names (`NL_nbr_...`);
-* `lazy`: lazily imported exports of a package;
-* `quiet`: scripts' quiet start-up (TensorFlow's log lines hidden; it
-  imports TensorFlow, when installed, only when asked to).
+* `lazy`: lazily imported exports of a package.
 """
 
 __all__ = []

@@ -163,40 +163,116 @@ def _last_occurrences(ids, vectors):
 
 
 def _read_tfrecord(path, rows, id_name, embedding_name, bar):
-    """Adds a TFRecord file's embeddings to `rows`; returns records skipped."""
+    """Adds a TFRecord file's embeddings to `rows`; returns records skipped.
+
+    Records in the layout serializers write are decoded in bulk from their
+    bytes (`_wire`); any other record goes through its protobuf message
+    (`_add_example`), which defines the behaviour. Rows keep file order.
+    """
     # pylint: disable=import-outside-toplevel
-    from neural_structured_learning.tools import example_proto
+    from neural_structured_learning.tools import _wire
     from neural_structured_learning.tools import tfrecord
+    id_key = id_name.encode("utf-8")
+    embedding_key = embedding_name.encode("utf-8")
+    skipped = [0]
+    for chunk in tfrecord.iter_record_chunks(path):
+        bar.update(int(chunk.lengths.sum()) + 16 * len(chunk))
+        u8 = np.frombuffer(chunk.buffer, np.uint8)
+        count = len(chunk)
+        regular, _, entries = _wire.example_entries(
+            u8, chunk.data_starts, chunk.data_starts + chunk.lengths)
+        _wire.check_examples(chunk, path)
+        id_entry = entries.last_per_record(entries.with_key(u8, id_key),
+                                           count)
+        embedding_entry = entries.last_per_record(
+            entries.with_key(u8, embedding_key), count)
+        fast = regular & (id_entry >= 0) & (embedding_entry >= 0)
+        candidates = np.flatnonzero(fast)
+        entry = id_entry[candidates]
+        id_ok, id_start, id_end = _wire.single_bytes_values(
+            u8, entries.payload_start[entry], entries.end[entry])
+        entry = embedding_entry[candidates]
+        float_ok, float_start, width = _wire.packed_float_values(
+            u8, entries.payload_start[entry], entries.end[entry])
+        fast[candidates[~(id_ok & float_ok)]] = False
+        value_start = np.zeros(count, np.int64)
+        value_start[candidates] = float_start
+        widths = np.zeros(count, np.int64)
+        widths[candidates] = width
+        bounds = np.zeros((count, 2), np.int64)
+        bounds[candidates, 0] = id_start
+        bounds[candidates, 1] = id_end
+        try:
+            node_ids = [chunk.buffer[a:b].decode("utf-8") if ok else None
+                        for a, b, ok in zip(bounds[:, 0].tolist(),
+                                            bounds[:, 1].tolist(),
+                                            fast.tolist())]
+        except UnicodeDecodeError:
+            fast[:] = False  # the slow path names the bad id
+            node_ids = [None] * count
+        _add_chunk(chunk, path, rows, fast, node_ids, value_start, widths,
+                   id_name, embedding_name, skipped)
+    return skipped[0]
+
+
+def _add_chunk(chunk, path, rows, fast, node_ids, value_start, widths,
+               id_name, embedding_name, skipped):
+    """Adds a chunk's records in order: runs of fast records in bulk."""
+    # pylint: disable=import-outside-toplevel
+    from neural_structured_learning.tools import _wire
+    from neural_structured_learning.tools import example_proto
     parse = example_proto.Example.FromString
-    skipped = 0
-    for index, (offset, data) in enumerate(tfrecord.iter_file_records(path)):
-        bar.update(len(data) + 16)
-        features = parse(data).features.feature
-        where = f"(file {path!r}, record {index} at byte offset {offset})"
-        id_feature = features.get(id_name)
-        if id_feature is None or not id_feature.bytes_list.value:
-            if skipped < 5:
-                _logger.error("No bytes_list feature %r in the record %s; "
-                              "skipped. Its features: %s", id_name, where,
-                              sorted(features))
-            skipped += 1
+    count = len(chunk)
+    offsets = chunk.offsets
+
+    def where(i):
+        return (f"(file {path!r}, record {chunk.first_index + i} at byte "
+                f"offset {int(offsets[i])})")
+
+    if not count:
+        return
+    # Runs of consecutive fast records of one width go in bulk.
+    key = np.where(fast, widths, -1)
+    cuts = np.r_[0, np.flatnonzero(np.diff(key)) + 1, count].tolist()
+    for start, stop in zip(cuts[:-1], cuts[1:]):
+        width = int(key[start])
+        if width >= 0 and rows.width in (None, width):
+            ids = node_ids[start:stop]
+            rows.add_rows(ids, _wire.gather_floats(
+                chunk.buffer, value_start[start:stop], width),
+                          lambda k, first=start, ids=ids: (
+                              f"of id {ids[k]!r} {where(first + k)}"))
             continue
-        node_id = _decode_id(id_feature.bytes_list.value[0], where)
-        embedding = features.get(embedding_name)
-        if embedding is None:
-            if skipped < 5:
-                _logger.error("No feature %r in the record of id %r %s; "
-                              "skipped.", embedding_name, node_id, where)
-            skipped += 1
-            continue
-        kind = embedding.WhichOneof("kind")
-        if kind not in ("float_list", None):
-            raise ValueError(
-                f"The feature {embedding_name!r} of id {node_id!r} {where} is "
-                f"a {kind}; expected a float_list.")
-        rows.add_row(node_id, embedding.float_list.value,
-                     f"of id {node_id!r} {where}")
-    return skipped
+        for i in range(start, stop):
+            features = parse(chunk.data(i)).features.feature
+            skipped[0] += _add_example(features, rows, id_name,
+                                       embedding_name, where(i), skipped[0])
+
+
+def _add_example(features, rows, id_name, embedding_name, where, skipped):
+    """Adds one parsed example's embedding; returns 1 if skipped, else 0."""
+    id_feature = features.get(id_name)
+    if id_feature is None or not id_feature.bytes_list.value:
+        if skipped < 5:
+            _logger.error("No bytes_list feature %r in the record %s; "
+                          "skipped. Its features: %s", id_name, where,
+                          sorted(features))
+        return 1
+    node_id = _decode_id(id_feature.bytes_list.value[0], where)
+    embedding = features.get(embedding_name)
+    if embedding is None:
+        if skipped < 5:
+            _logger.error("No feature %r in the record of id %r %s; "
+                          "skipped.", embedding_name, node_id, where)
+        return 1
+    kind = embedding.WhichOneof("kind")
+    if kind not in ("float_list", None):
+        raise ValueError(
+            f"The feature {embedding_name!r} of id {node_id!r} {where} is "
+            f"a {kind}; expected a float_list.")
+    rows.add_row(node_id, embedding.float_list.value,
+                 f"of id {node_id!r} {where}")
+    return 0
 
 
 def _decode_id(raw, where):

@@ -213,17 +213,19 @@ def _write_graph(path, ids, rank, i, j, w, progress):
     """Writes both directions of each edge, sorted by (source, target) id."""
     sources = np.concatenate([i, j])
     targets = np.concatenate([j, i])
-    weights = np.concatenate([w, w])
     order = np.lexsort((rank[targets], rank[sources]))
+    # Each weight is printed once for its two lines.
+    weight_text = [f"{x:f}" for x in np.asarray(w, np.float64).tolist()]
+    num_edges = max(len(w), 1)
     chunk = 1 << 16
     with _fileio.atomic_output(path, "w") as f, _progress.progress_bar(
             desc="Writing graph", unit="line", total=len(order),
             enabled=progress) as bar:
         for start in range(0, len(order), chunk):
             part = order[start:start + chunk]
-            f.write("".join(
-                f"{ids[s]}\t{ids[t]}\t{x:f}\n"
-                for s, t, x in zip(sources[part].tolist(),
+            f.write("".join([
+                f"{ids[s]}\t{ids[t]}\t{weight_text[e]}\n"
+                for s, t, e in zip(sources[part].tolist(),
                                    targets[part].tolist(),
-                                   weights[part].tolist())))
+                                   (part % num_edges).tolist())]))
             bar.update(len(part))

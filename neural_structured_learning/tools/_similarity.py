@@ -98,12 +98,22 @@ def threshold_pairs(emb, threshold, members=None, progress=None):
     rows_per_block = max(1, min(n, _BLOCK_ELEMENTS // max(n, 1)))
     screen = threshold - emb.screening_margin()
     found_i, found_j = [], []
+    # One product buffer and one mask for all blocks: fresh 64 MB arrays
+    # per block would cost page faults (the kernel zeroes each new page).
+    size = min(n * n, max(rows_per_block * n, 1))
+    products = np.empty(size, np.float32)
+    mask = np.empty(size, bool)
     with _progress.progress_bar(total=n, desc="Exact search", unit="node",
                                 enabled=progress) as bar:
         for start in range(0, n, rows_per_block):
-            block = unit[start:start + rows_per_block] @ unit[start:].T
+            rows = unit[start:start + rows_per_block]
+            width = n - start
+            block = products[:len(rows) * width].reshape(len(rows), width)
+            np.matmul(rows, unit[start:].T, out=block)
+            hits = mask[:block.size]
+            np.greater_equal(block.reshape(-1), screen, out=hits)
             # flatnonzero + divmod is several times faster than 2-D nonzero.
-            r, c = np.divmod(np.flatnonzero(block >= screen), block.shape[1])
+            r, c = np.divmod(np.flatnonzero(hits), width)
             upper = c > r
             found_i.append(r[upper] + start)
             found_j.append(c[upper] + start)

@@ -366,3 +366,48 @@ def test_read_only_output_directory_fails_before_the_work(tmp_path):
             tools.build_graph([path], str(locked / "graph.tsv"))
     finally:
         locked.chmod(0o700)
+
+
+def test_tfrecord_embeddings_in_any_layout(tmp_path, caplog):
+    # Records decoded in bulk from their bytes, and records in layouts only
+    # the protobuf parser handles, in one file: rows keep file order.
+    # pylint: disable=import-outside-toplevel
+    from neural_structured_learning.tools import _embeddings
+    from neural_structured_learning.tools import _wire
+
+    def entry(key, values, value_first=False):
+        feature = example_proto.make_example({"f": values}).features.feature[
+            "f"].SerializeToString()
+        fields = [_wire.field(0x0A, key), _wire.field(0x12, feature)]
+        return _wire.field(0x0A, b"".join(fields[::-1] if value_first
+                                          else fields))
+
+    records = [
+        example_proto.make_example({"id": ["a"], "embedding": [1.0, 2.0],
+                                    "other": [b"x"]}).SerializeToString(),
+        example_proto.make_example({"id": ["b", "ignored"],
+                                    "embedding": [3.0, 4.0]}
+                                   ).SerializeToString(),
+        _wire.example(entry(b"embedding", [5.0, 6.0], value_first=True)
+                      + entry(b"id", [b"c"])),
+        _wire.example(entry(b"id", [b"a"]) + entry(b"embedding", [9.0, 9.0])
+                      + entry(b"embedding", [7.0, 8.0])),  # last key wins
+        example_proto.make_example({"id": ["no_embedding"]}
+                                   ).SerializeToString(),
+        example_proto.make_example({"id": ["d"], "embedding": [0.5, 0.25]}
+                                   ).SerializeToString(),
+    ]
+    path = tmp_path / "mixed.tfr"
+    tfrecord.write_records(path, records)
+    ids, vectors = _embeddings.read_embeddings(
+        str(path), id_feature_name="id", embedding_feature_name="embedding")
+    assert ids == ["b", "c", "a", "d"]
+    assert vectors.tolist() == [[3, 4], [5, 6], [7, 8], [0.5, 0.25]]
+    assert "No feature 'embedding' in the record of id 'no_embedding'" in (
+        caplog.text)
+    tfrecord.write_records(path, records[:1] + [b"\x0a\x03\x0a\x01"])
+    with pytest.raises(ValueError, match=r"The record 1 at byte offset \d+ "
+                       r"of '.*mixed.tfr' is not a serialized "
+                       r"tf.train.Example"):
+        _embeddings.read_embeddings(str(path), id_feature_name="id",
+                                    embedding_feature_name="embedding")

@@ -478,6 +478,20 @@ def dedupe_max_weight(src, dst, weights):
     Returns:
         `(src, dst, weights)` sorted by `(src, dst)`, without duplicates.
     """
+    src, dst = np.asarray(src), np.asarray(dst)
+    weights = np.asarray(weights)
+    if len(src) and src.min() >= 0 and dst.min() >= 0 and np.isfinite(
+            weights).all() and (int(src.max()) + 1) * (int(dst.max()) + 1) < (
+                1 << 62):
+        # One sort of an int64 key, then the maximum of each run: several
+        # times faster than a 3-key lexsort.
+        key = src.astype(np.int64) * (int(dst.max()) + 1) + dst
+        order = np.argsort(key)  # equal keys are one pair: order is moot
+        key = key[order]
+        first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+        order_first = order[first]
+        return (src[order_first], dst[order_first],
+                np.maximum.reduceat(weights[order], first))
     order = np.lexsort((-weights, dst, src))
     src, dst, weights = src[order], dst[order], weights[order]
     first = np.ones(len(src), bool)

@@ -74,6 +74,13 @@ def test_outputs_equal_nsl14(tmp_path):
     unlabeled = tmp_path / "unl.tfr"
     features = [{"id": [i], "label": [k % 3], "x": vectors[k].tolist()}
                 for k, i in enumerate(ids)]
+    # Features whose names collide with the packed ones (1.4 appends to
+    # NL_num_nbrs / NL_nbr_<i>_weight, a neighbour's "weight" overwrites
+    # NL_nbr_<i>_weight) and bytes that look like a renamed prefix.
+    for k in (3, 17, 42):
+        features[k].update(NL_num_nbrs=[7], NL_nbr_0_weight=[0.25])
+    for k in (5, 90, 101):
+        features[k].update(weight=[9.0], text=[b"NL_nbr_0_x", b""])
     tfrecord.write_records(labeled, [example_proto.make_example(
         f).SerializeToString() for f in features[:80]])
     tfrecord.write_records(unlabeled, [example_proto.make_example(
@@ -91,6 +98,8 @@ def test_outputs_equal_nsl14(tmp_path):
     pack_calls = [
         ("pack_dir.tfr", {"add_undirected_edges": False, "max_nbrs": None}),
         ("pack_und.tfr", {"add_undirected_edges": True, "max_nbrs": 3}),
+        # All neighbours: some examples get more than 10.
+        ("pack_all.tfr", {"add_undirected_edges": True, "max_nbrs": None}),
     ]
     spec = {"build_graph": [
         {"args": [files, str(theirs / name)], "kwargs": kwargs}
@@ -120,3 +129,5 @@ def test_outputs_equal_nsl14(tmp_path):
         tools.pack_nbrs(str(labeled), str(unlabeled), str(graph),
                         str(ours / name), **kwargs)
         assert read_examples(ours / name) == read_examples(theirs / name)
+    packed_all = read_examples(ours / "pack_all.tfr")
+    assert max(r["NL_num_nbrs"][-1] for r in packed_all) > 10

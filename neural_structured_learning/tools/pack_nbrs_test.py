@@ -8,6 +8,9 @@ import pytest
 from neural_structured_learning import tools
 from neural_structured_learning.tools._test_util import read_examples
 from neural_structured_learning.tools._test_util import write_examples
+from neural_structured_learning.tools import _packer
+from neural_structured_learning.tools import _wire
+from neural_structured_learning.tools import example_proto
 from neural_structured_learning.tools import graph_utils
 from neural_structured_learning.tools import tfrecord
 
@@ -181,3 +184,102 @@ def test_unlabeled_examples_as_seeds(files):
     with pytest.raises(ValueError, match="`unlabeled_label` must be"):
         tools.pack_nbrs(files["labeled"], "", files["graph"], files["out"],
                         unlabeled_label=0.5)
+
+
+# ---- The wire-format writer (inputs held in memory) against the protobuf
+# merge (used for inputs over `_IN_MEMORY_BYTES`), which does what 1.4 does.
+def _record(features):
+    return example_proto.make_example(features).SerializeToString()
+
+
+def _raw_entry(key, feature, value_first=False):
+    fields = [_wire.field(0x0A, key.encode()), _wire.field(0x12, feature)]
+    return _wire.field(0x0A, b"".join(fields[::-1] if value_first else fields))
+
+
+def _feature(values):
+    example = example_proto.make_example({"f": values})
+    return example.features.feature["f"].SerializeToString()
+
+
+def _pack_both(tmp_path, monkeypatch, labeled, unlabeled, graph, **kwargs):
+    """Packs with both writers; returns the parsed outputs (they must agree)."""
+    tfrecord.write_records(tmp_path / "lab.tfr", labeled)
+    tfrecord.write_records(tmp_path / "unl.tfr", unlabeled)
+    (tmp_path / "g.tsv").write_text(graph)
+    outputs = []
+    for limit in (1 << 30, -1):
+        monkeypatch.setattr(_packer, "_IN_MEMORY_BYTES", limit)
+        out = tmp_path / f"out{limit}.tfr"
+        tools.pack_nbrs(str(tmp_path / "lab.tfr"), str(tmp_path / "unl.tfr"),
+                        str(tmp_path / "g.tsv"), str(out), **kwargs)
+        outputs.append([example_proto.Example.FromString(r)
+                        for r in tfrecord.iter_records(str(out))])
+    fast, slow = outputs
+    assert fast == slow  # messages: keys, kinds, values and unknown fields
+    assert [example_proto.example_to_dict(e) for e in fast] == [
+        example_proto.example_to_dict(e) for e in slow]
+    return [example_proto.example_to_dict(e) for e in fast]
+
+
+def test_wire_writer_edge_cases(tmp_path, monkeypatch):
+    seeds = [
+        _record({"id": [b"s0"], "b": [b"x", b""], "i": [1, -2], "f": [0.5],
+                 "e": []}),
+        # 1.4 appends to existing NL_num_nbrs / NL_nbr_0_weight lists.
+        _record({"id": [b"s1"], "NL_num_nbrs": [7], "NL_nbr_0_weight": [0.25],
+                 "NL_nbr_1_x": [b"kept?"]}),
+        # Map entries in an order protobuf accepts but serializers never
+        # write (value before key), and a repeated key (the last one wins).
+        _wire.example(_raw_entry("id", _feature([b"s2"]), value_first=True)
+                      + _raw_entry("k", _feature([1]))),
+        _wire.example(_raw_entry("id", _feature([b"s3"]))
+                      + _raw_entry("k", _feature([1]))
+                      + _raw_entry("k", _feature([2.0]))),
+        _record({"id": [b"lonely"]}),
+        _record({"id": [b"hub"], "y": [3]}),
+    ]
+    others = [
+        _record({"id": [b"u0"], "weight": [9.0], "t": [b"text"]}),
+        # Bytes that look like the renamed prefix, inside a value and a key.
+        _record({"id": [b"u1"], "v": [b"NL_nbr_0_NL_nbr_0_"],
+                 "NL_nbr_0_k": [5]}),
+        _wire.example(_raw_entry("id", _feature([b"u2"]))
+                      + _raw_entry("z", _feature([4]), value_first=True)),
+        _record({"id": [b"s0"], "shadowed": [1]}),  # s0 is labeled: ignored
+    ] + [_record({"id": [f"n{k}".encode()], "k": [k]}) for k in range(13)]
+    graph = ("s0\tu0\t0.9\ns0\tu1\t0.8\ns0\ts0\t0.7\ns0\tghost\t1.0\n"
+             "s1\tu0\t0.5\ns1\tu2\t0.5\ns2\tu1\t0.3\ns3\ts2\t0.4\n"
+             "s2\tu2\t0.6\nu0\ts3\t0.2\n"
+             + "".join(f"hub\tn{k}\t{k / 20}\n" for k in range(13)))
+    for kwargs in ({"add_undirected_edges": True},
+                   {"max_nbrs": 2},
+                   {"add_undirected_edges": True, "unlabeled_label": -1},
+                   {"unlabeled_label": 3, "label_feature_name": "NL_nbr_0_k"}):
+        result = _pack_both(tmp_path, monkeypatch, seeds, others, graph,
+                            **kwargs)
+        assert [r["id"] for r in result[:6]] == [
+            [b"s0"], [b"s1"], [b"s2"], [b"s3"], [b"lonely"], [b"hub"]]
+    result = _pack_both(tmp_path, monkeypatch, seeds, others, graph)
+    s0, s1, s2, s3, lonely, hub = result
+    assert s0["NL_nbr_0_weight"] == [9.0]  # u0's own "weight" feature wins
+    assert s0["NL_nbr_1_v"] == [b"NL_nbr_0_NL_nbr_0_"]
+    assert s0["NL_nbr_1_NL_nbr_0_k"] == [5]
+    assert s0["NL_nbr_2_e"] == [] and s0["NL_nbr_2_b"] == [b"x", b""]
+    assert s1["NL_num_nbrs"] == [7, 2]
+    assert s1["NL_nbr_0_weight"] == [0.25, 0.5]
+    assert s2["k"] == [1] and s2["NL_nbr_0_z"] == [4]  # u2 (0.6) first
+    assert s3["k"] == [2.0]
+    assert lonely["NL_num_nbrs"] == [0]
+    assert hub["NL_num_nbrs"] == [13]
+    assert [hub[f"NL_nbr_{i}_k"] for i in range(13)] == [
+        [12 - i] for i in range(13)]
+    assert hub["NL_nbr_12_weight"] == [0.0]
+
+
+def test_bad_protobuf_record_names_the_record(files, tmp_path):
+    bad = tmp_path / "bad.tfr"
+    tfrecord.write_records(bad, [_record(A), b"\x0a\x05garbage"])
+    with pytest.raises(ValueError, match=r"The record 1 at byte offset \d+ of "
+                       r"'.*bad.tfr' is not a serialized tf.train.Example"):
+        tools.pack_nbrs(str(bad), "", files["graph"], files["out"])

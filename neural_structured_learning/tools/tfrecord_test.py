@@ -176,3 +176,76 @@ def test_writer_checks_the_output_directory(tmp_path):
         tfrecord.write_records(missing, [b"x"])
     with pytest.raises(IsADirectoryError, match=r"is a directory"):
         tfrecord.write_records(tmp_path, [b"x"])
+
+
+def _read_both(path, chunk_bytes):
+    """(records, error message) from iter_file_records and the chunk reader."""
+    results = []
+    for read in (lambda: tfrecord.iter_file_records(path),
+                 lambda: ((int(c.offsets[i]), c.data(i))
+                          for c in tfrecord.iter_record_chunks(
+                              path, chunk_bytes) for i in range(len(c)))):
+        got = []
+        try:
+            for record in read():
+                got.append(record)
+            error = None
+        except tfrecord.TFRecordError as e:
+            error = str(e)
+        results.append((got, error))
+    return results
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 7, 30, 1 << 20])
+def test_record_chunks_match_the_record_reader(tmp_path, chunk_bytes):
+    path = tmp_path / "many.tfr"
+    records = [bytes([k]) * (k * 37 % 300) for k in range(60)]
+    tfrecord.write_records(path, records)
+    (ours, error), (theirs, their_error) = _read_both(str(path), chunk_bytes)
+    assert error is None and their_error is None
+    assert ours == theirs and [data for _, data in ours] == records
+    empty = tmp_path / "empty.tfr"
+    empty.write_bytes(b"")
+    assert not list(tfrecord.iter_record_chunks(str(empty)))
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 30, 1 << 20])
+@pytest.mark.parametrize("position,truncate", [
+    (13, None), (0, None), (25, None), (34, None), (None, 19), (None, 26),
+    (None, 37)])
+def test_record_chunks_report_corruption_like_the_record_reader(
+        tmp_path, position, truncate, chunk_bytes):
+    path = _corrupt(tmp_path, position, 0x40 if position is not None else None,
+                    truncate)
+    (ours, error), (theirs, their_error) = _read_both(path, chunk_bytes)
+    assert ours == theirs
+    assert error == their_error and (error is not None or truncate == 37)
+
+
+def test_record_chunks_gzip_hint_and_huge_length(tmp_path):
+    path = tmp_path / "data.tfr.gz"
+    path.write_bytes(b"\x1f\x8b\x08\x00" + b"\x00" * 20)
+    (_, error), (_, their_error) = _read_both(str(path), 1 << 20)
+    assert "looks GZIP-compressed" in error and error == their_error
+    length = tfrecord._LENGTH.pack(1 << 40)
+    header = length + tfrecord._CRC.pack(tfrecord.masked_crc32c(length))
+    path = tmp_path / "huge.tfr"
+    path.write_bytes(TF_HELLO + header + b"\x00" * 10)
+    (ours, error), (theirs, their_error) = _read_both(str(path), 8)
+    assert len(ours) == 2 and ours == theirs
+    assert "expected 1099511627776 data bytes" in error
+    assert error == their_error
+
+
+def test_write_many_is_write_repeated(tmp_path):
+    records = [b"", b"a", b"x" * 200, bytes(range(256)) * 70]
+    one, many = tmp_path / "one.tfr", tmp_path / "many.tfr"
+    with tfrecord.TFRecordWriter(one) as writer:
+        for data in records:
+            writer.write(data)
+    with tfrecord.TFRecordWriter(many) as writer:
+        writer.write_many(records[:3])
+        writer.write_many([])
+        writer.write_many(records[3:])
+    assert writer.count == 4
+    assert many.read_bytes() == one.read_bytes()

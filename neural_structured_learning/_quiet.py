@@ -3,7 +3,7 @@
 Example and benchmark scripts call `framework_logs()` first thing, before
 Keras (hence TensorFlow) is imported:
 
-    from neural_structured_learning._core import quiet
+    from neural_structured_learning import _quiet as quiet
     quiet.framework_logs()
     import keras
 
