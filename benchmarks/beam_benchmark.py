@@ -213,7 +213,7 @@ def _save(args, rows):
             "examples_fitting_budget": fits / (1 + ratio),
             "edges_fitting_budget": fits * ratio / (1 + ratio),
             "budget_gb": args.budget_gb}
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
+    os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
     with open(args.output, "w") as f:
         json.dump(report, f, indent=1)
     print("| examples | edges | input MB | Beam time (s) | Beam driver "
