@@ -40,6 +40,8 @@ def digits_runs(square_seeds, square_queries):
         runs += [f"apgd-ce {norm} {eps} 100 0", f"apgd-t {norm} {eps} 100 0"]
     runs += [f"square infinity {eps} {square_queries} {seed}"
              for eps in (0.05, 0.1) for seed in range(square_seeds)]
+    runs += [f"square l2 1.0 {square_queries} {seed}"
+             for seed in range(square_seeds)]
     runs += ["autoattack infinity 0.1 100 0", "autoattack l2 0.5 100 0"]
     return runs
 
@@ -81,13 +83,13 @@ def digits(args):
               else f"{row['torchattacks']:.1f}")
         print(f"| {row['run']} | " + " | ".join(
             f"{row[b]:.1f}" for b in args.backends) + f" | {ta} | {diff} |")
-    for eps in (0.05, 0.1):
+    for norm, eps in (("infinity", 0.05), ("infinity", 0.1), ("l2", 1.0)):
         group = [r for r in table if r["run"].startswith(
-            f"square infinity {eps} ")]
+            f"square {norm} {eps} ")]
         if group and group[0]["torchattacks"] is not None:
             ours = np.mean([r[args.backends[0]] for r in group])
             theirs = np.mean([r["torchattacks"] for r in group])
-            print(f"square eps={eps}, mean of {len(group)} seeds: ours "
+            print(f"square {norm} eps={eps}, mean of {len(group)} seeds: ours "
                   f"{ours:.2f}, torchattacks {theirs:.2f}, difference "
                   f"{ours - theirs:+.2f} points")
     if args.json:

@@ -23,7 +23,6 @@ import argparse
 import contextlib
 import json
 import os
-import sys
 import time
 
 from neural_structured_learning import _quiet as quiet
@@ -35,6 +34,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import neural_structured_learning as nsl  # noqa: E402
+from plotting import pyplot  # noqa: E402  (examples/plotting.py)
 
 
 def load_data(dataset, data_dir):
@@ -156,21 +156,6 @@ def predict(model, images, batch_size=500):
 
 def accuracy(model, images, labels):
     return float(np.mean(predict(model, images) == labels))
-
-
-def pyplot():
-    """matplotlib's pyplot (Agg), or None with an install hint on stderr."""
-    try:
-        import matplotlib  # pylint: disable=import-outside-toplevel
-    except ImportError:
-        print("Plots need matplotlib: pip install matplotlib (or the "
-              "examples extra: pip install "
-              "'neural-structured-learning-keras[examples]'). No PNG "
-              "written.", file=sys.stderr)
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-    return plt
 
 
 def plot_grid(path, images, labels, predictions, title, n=20):

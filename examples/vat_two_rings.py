@@ -13,7 +13,6 @@ the data in a PNG.
 import argparse
 import json
 import os
-import sys
 
 from neural_structured_learning import _quiet as quiet
 
@@ -24,6 +23,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import neural_structured_learning as nsl  # noqa: E402
+from plotting import pyplot  # noqa: E402  (examples/plotting.py)
 
 
 def make_rings(n, rng, noise=0.05, radii=(1.0, 0.5)):
@@ -72,21 +72,6 @@ def train(args, x_lab, y_lab, x_unlab, vat):
                     metrics=["accuracy"])
     trained.fit(batches, epochs=args.epochs, verbose=0)
     return model
-
-
-def pyplot():
-    """matplotlib's pyplot (Agg), or None with an install hint on stderr."""
-    try:
-        import matplotlib  # pylint: disable=import-outside-toplevel
-    except ImportError:
-        print("Plots need matplotlib: pip install matplotlib (or the "
-              "examples extra: pip install "
-              "'neural-structured-learning-keras[examples]'). No PNG "
-              "written.", file=sys.stderr)
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-    return plt
 
 
 def plot(path, models, x_lab, y_lab, x_unlab, accuracies):

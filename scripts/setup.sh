@@ -14,6 +14,10 @@ fi
 # torch 2.13.0 first: its CPU wheel; an unpinned torch would pull CUDA builds.
 .venv/bin/pip install "${PIP_FLAGS[@]}" "torch==2.13.0"
 .venv/bin/pip install "${PIP_FLAGS[@]}" -e ".[tensorflow-cpu,jax,torch,tools,dev]"
+# torchattacks: the reference implementation our APGD/Square attacks are
+# checked against (tests/autoattack_torchattacks_test.py). --no-deps: its
+# torchvision requirement would pull a CUDA torch; it imports without it.
+.venv/bin/pip install "${PIP_FLAGS[@]}" --no-deps "torchattacks==3.5.1"
 
 # Apache Beam (nsl.tools.beam) gets its own environment, .venv-beam: apache-beam
 # 2.77 needs protobuf < 7, pyarrow < 26 and pillow < 13, older than .venv's.

@@ -16,10 +16,15 @@ from neural_structured_learning._core import lazy
 
 __all__ = [
     "Attack",
+    "AttackResult",
+    "AutoAttackResult",
     "OutputKind",
     "RobustnessWarning",
+    "apgd",
+    "apgd_targeted",
     "attack_grid",
     "attack_loss",
+    "autoattack",
     "detect_output_kind",
     "evaluate_robustness",
     "fgsm",
@@ -30,14 +35,20 @@ __all__ = [
     "plot_adversarial_examples",
     "predict_classes",
     "sanity_checks",
+    "square",
     "to_markdown",
 ]
 
 __getattr__, __dir__ = lazy.exports(__name__, {
     "Attack": "_attacks",
+    "AttackResult": "_apgd",
+    "AutoAttackResult": "_autoattack",
     "OutputKind": "_outputs",
     "RobustnessWarning": "_checks",
+    "apgd": "_apgd",
+    "apgd_targeted": "_apgd",
     "attack_grid": "_attacks",
+    "autoattack": "_autoattack",
     "attack_loss": "_outputs",
     "detect_output_kind": "_outputs",
     "evaluate_robustness": "_evaluate",
@@ -49,5 +60,6 @@ __getattr__, __dir__ = lazy.exports(__name__, {
     "plot_adversarial_examples": "_report",
     "predict_classes": "_evaluate",
     "sanity_checks": "_checks",
+    "square": "_square",
     "to_markdown": "_report",
 })

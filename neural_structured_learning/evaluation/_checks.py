@@ -16,6 +16,10 @@ CHECKS = {
     "more_steps": "more PGD steps never raise accuracy",
     "large_eps": "accuracy ~0 at an eps that reaches any input",
     "white_box_vs_transfer": "white-box accuracy <= transfer accuracy",
+    "black_box_vs_white_box": "the gradient-free Square attack fools no "
+                              "example the gradient attacks missed",
+    "autoattack_vs_pgd": "AutoAttack accuracy <= PGD accuracy at the same "
+                         "eps",
 }
 
 
@@ -127,6 +131,57 @@ def _white_box_vs_transfer(rows, tolerance):
                     "gradient masking")))
 
 
+def _autoattack_groups(rows):
+    groups = collections.defaultdict(dict)
+    for i, r in _attack_rows(rows):
+        if r["purpose"] == "autoattack":
+            groups[(r["model"], r["norm"], r["eps"])][r["attack"]] = i
+    return groups
+
+
+def _black_box_vs_white_box(rows, tolerance):
+    # In the ensemble each attack runs on the examples all earlier ones
+    # missed, so Square's row is below the last gradient attack's row by
+    # exactly the examples only the black-box attack fooled.
+    for group in _autoattack_groups(rows).values():
+        white = [group[a] for a in ("apgd-ce", "apgd-t") if a in group]
+        if "square" not in group or not white:
+            continue
+        a, b = rows[white[-1]], rows[group["square"]]
+        ok = b["accuracy"] >= a["accuracy"] - _slack(tolerance, a, b)
+        yield _finding(
+            "black_box_vs_white_box", ok, (white[-1], group["square"]),
+            f"{b['label']} (black-box) accuracy {b['accuracy']:.4f} "
+            f"{'>=' if ok else '<'} white-box {a['label']} accuracy "
+            f"{a['accuracy']:.4f}" + ("" if ok else (
+                ": a random search that never reads the gradient found "
+                "adversarial examples the gradient attacks missed; the "
+                "gradients mislead the attacks (gradient masking), so trust "
+                "the black-box number")))
+
+
+def _autoattack_vs_pgd(rows, tolerance):
+    pgd = collections.defaultdict(list)
+    for i, r in _attack_rows(rows):
+        if (r["attack"] == "pgd" and r["source"] == "white-box"
+                and r["purpose"] == "attack"):
+            pgd[(r["model"], r["norm"], r["eps"])].append(i)
+    for key, group in _autoattack_groups(rows).items():
+        if "autoattack" not in group:
+            continue
+        a = rows[group["autoattack"]]
+        for p in pgd.get(key, ()):
+            b = rows[p]
+            ok = a["accuracy"] <= b["accuracy"] + _slack(tolerance, a, b)
+            yield _finding(
+                "autoattack_vs_pgd", ok, (group["autoattack"], p),
+                f"{a['label']} accuracy {a['accuracy']:.4f} "
+                f"{'<=' if ok else '>'} {b['label']} accuracy "
+                f"{b['accuracy']:.4f}" + ("" if ok else (
+                    ": the ensemble (which includes a stronger PGD) should "
+                    "be at least as strong as PGD")))
+
+
 def sanity_checks(rows, *, tolerance=0.005, large_eps_max_accuracy=0.05):
     """Checks a robustness table (from `evaluate_robustness`) for signs of
     gradient masking.
@@ -139,6 +194,11 @@ def sanity_checks(rows, *, tolerance=0.005, large_eps_max_accuracy=0.05):
       eps' rows (an eps that reaches any input of the clip range).
     * `white_box_vs_transfer`: `acc(white-box) <= acc(transfer) + slack` for
       the same attack.
+    * `black_box_vs_white_box` (AutoAttack rows): Square, run after APGD-CE
+      and APGD-T on what they missed, fools at most `slack` more: a
+      black-box attack beating white-box ones means gradient masking.
+    * `autoattack_vs_pgd`: `acc(AutoAttack) <= acc(PGD) + slack` at the same
+      model, norm and eps.
 
     `slack = max(tolerance, 1 / n)`: one example, or `tolerance`.
 
@@ -162,6 +222,8 @@ def sanity_checks(rows, *, tolerance=0.005, large_eps_max_accuracy=0.05):
     findings += _more_steps(rows, tolerance)
     findings += _large_eps(rows, large_eps_max_accuracy)
     findings += _white_box_vs_transfer(rows, tolerance)
+    findings += _black_box_vs_white_box(rows, tolerance)
+    findings += _autoattack_vs_pgd(rows, tolerance)
     return findings
 
 

@@ -90,3 +90,25 @@ def test_mark_rows_and_warn():
         warnings.simplefilter("error")
         _checks.mark_rows(rows, _checks.sanity_checks(rows), warn=True)
     assert [r["check"] for r in rows] == ["ok", "ok"]
+
+
+def _aa_row(attack, accuracy, eps=0.3):
+    return dict(_row("pgd", accuracy, eps=eps, purpose="autoattack"),
+                attack=attack, label=f"{attack} eps={eps}")
+
+
+def test_autoattack_checks_flag_black_box_wins_and_a_weak_ensemble():
+    healthy = [_row("pgd", 0.50), _aa_row("apgd-ce", 0.46),
+               _aa_row("apgd-t", 0.45), _aa_row("square", 0.45),
+               _aa_row("autoattack", 0.45)]
+    assert _statuses(healthy) == {
+        ("black_box_vs_white_box", (2, 3)): "pass",
+        ("autoattack_vs_pgd", (4, 0)): "pass"}
+    # Square (run on what APGD missed) fools 5% more: gradient masking.
+    masked = [_row("pgd", 0.50), _aa_row("apgd-ce", 0.49),
+              _aa_row("apgd-t", 0.48), _aa_row("square", 0.43),
+              _aa_row("autoattack", 0.43)]
+    assert _statuses(masked)[("black_box_vs_white_box", (2, 3))] == "FAIL"
+    weak = [_row("pgd", 0.40), _aa_row("apgd-ce", 0.46),
+            _aa_row("autoattack", 0.46)]
+    assert _statuses(weak)[("autoattack_vs_pgd", (2, 0))] == "FAIL"

@@ -2,6 +2,7 @@
 
     nsl evaluate model.keras data.npz [--eps 0.1,0.2,0.3] [--l2_eps 1,2]
         [--attacks fgsm,pgd] [--steps 40] [--restarts 1] [--clip 0,1]
+        [--autoattack_eps 0.3] [--autoattack_norm infinity|l2]
         [--transfer_from base.keras] [--json rows.json] [--plot_dir DIR]
 
 The .npz holds the inputs and integer labels under `x` and `y` (or `x_test`
@@ -30,6 +31,12 @@ _FLAGS = [
     _flags.Flag("step_size", float, None,
                 "PGD step size (default 2.5 * eps / steps)"),
     _flags.Flag("restarts", int, 1, "PGD random restarts"),
+    _flags.Flag("autoattack_eps", str, "",
+                "radii of the standard ensemble (APGD-CE, APGD-T, Square; "
+                "the worst case per example), comma-separated"),
+    _flags.Flag("autoattack_norm", str, "infinity",
+                "the ensemble's norm", choices=("infinity", "l2")),
+    _flags.Flag("autoattack_queries", int, 5000, "Square's query budget"),
     _flags.Flag("clip", str, "0,1",
                 "valid input range 'min,max' (or 'none'); inputs must lie "
                 "in it"),
@@ -174,7 +181,10 @@ def run(args):
             model, x, y, attacks, sources=sources, clip=clip,
             output=args.output, loss=args.loss, batch_size=args.batch_size,
             seed=args.seed, sanity_checks=args.sanity_checks,
-            model_name=os.path.basename(args.model), progress=args.progress)
+            model_name=os.path.basename(args.model), progress=args.progress,
+            autoattack_eps=_floats("autoattack_eps", args.autoattack_eps),
+            autoattack_norm=args.autoattack_norm,
+            autoattack_queries=args.autoattack_queries)
     for warning in caught:
         if issubclass(warning.category, evaluation.RobustnessWarning):
             print(f"nsl evaluate: warning: {warning.message}",

@@ -139,3 +139,31 @@ def test_progress_bar_moves_per_attack_step(tmp_path, monkeypatch, capsys):
     bar, = bars
     assert bar.enabled is True and bar.total == 1 + 4
     assert sum(bar.updates) == 5 and len(bar.updates) >= 4
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_autoattack_flags_square_beating_zero_gradients(tmp_path, capsys,
+                                                        masked):
+    model, data = _save(tmp_path, masked=masked)
+    out = str(tmp_path / "rows.json")
+    status = cli.main(["evaluate", model, data, "--divide_by=255",
+                       "--eps=0.2", "--steps=3", "--autoattack_eps=0.2",
+                       "--autoattack_queries=300", "--strict", "--json", out,
+                       "--noprogress"])
+    capsys.readouterr()
+    with open(out, encoding="utf-8") as f:
+        rows = json.load(f)
+    ensemble = {r["attack"]: r for r in rows if r["purpose"] == "autoattack"}
+    assert set(ensemble) == {"apgd-ce", "square", "autoattack"}
+    pgd = [r for r in rows if r["label"] == "PGD-3 Linf eps=0.2"][0]
+    assert ensemble["autoattack"]["accuracy"] <= pgd["accuracy"] + 1 / 30
+    if masked:
+        # Zero gradients: APGD fools next to nothing (its random start
+        # alone), the black-box Square far more.
+        assert ensemble["apgd-ce"]["accuracy"] >= 0.9
+        assert (ensemble["square"]["accuracy"]
+                < ensemble["apgd-ce"]["accuracy"] - 0.1)
+        assert ensemble["square"]["check"].startswith("FAIL")
+        assert status == 3
+    else:
+        assert ensemble["square"]["check"] == "ok"

@@ -289,3 +289,21 @@ def test_progress_bar_advances_per_attack_step(monkeypatch):
     bar, = bars
     assert bar.total == 3 * 2 * (1 + 5)
     assert bar.updates == [1] * bar.total
+
+
+def test_autoattack_rows_reach_the_linear_optimum_and_are_checked():
+    rows = _evaluate.evaluate_robustness(
+        _linear(), X, Y, [_attacks.pgd(EPS, steps=4)], clip=(0.0, 1.0),
+        autoattack_eps=[EPS], autoattack_queries=50, batch_size=60)
+    ensemble = [r for r in rows if r["purpose"] == "autoattack"]
+    # APGD-T needs 4 classes (skipped here); APGD-CE, Square, worst case.
+    assert [r["attack"] for r in ensemble] == ["apgd-ce", "square",
+                                               "autoattack"]
+    worst = ensemble[-1]
+    assert worst["label"] == "AutoAttack Linf eps=0.1"
+    assert worst["accuracy"] == LINF  # The closed-form optimum.
+    assert {r["output"] for r in ensemble} == {"logits"}
+    checks = {f["check"]: f["status"]
+              for f in _checks.sanity_checks(rows)}
+    assert checks["autoattack_vs_pgd"] == "pass"
+    assert worst["check"] == "ok"

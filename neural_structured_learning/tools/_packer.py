@@ -252,6 +252,31 @@ class _ChunkLayout:
         self.features_start = self.features_start.astype(dtype)
 
 
+def check_arguments(max_nbrs, unlabeled_label, label_feature_name,
+                    id_feature_name):
+    """Checks `pack_nbrs`'s options (also the Beam pipeline's).
+
+    Returns:
+        `unlabeled_label` as an `int`, or None.
+    """
+    _validation.check_int("max_nbrs", max_nbrs, 0, allow_none=True)
+    if unlabeled_label is not None:
+        if isinstance(unlabeled_label, bool) or not isinstance(
+                unlabeled_label, numbers.Integral):
+            raise ValueError(
+                "`unlabeled_label` must be an integer or None. Received: "
+                f"unlabeled_label={unlabeled_label!r}")
+        if not isinstance(label_feature_name, str) or not label_feature_name:
+            raise ValueError(
+                "`label_feature_name` must be a non-empty string. Received: "
+                f"label_feature_name={label_feature_name!r}")
+        unlabeled_label = int(unlabeled_label)
+    if not isinstance(id_feature_name, str) or not id_feature_name:
+        raise ValueError("`id_feature_name` must be a non-empty string. "
+                         f"Received: id_feature_name={id_feature_name!r}")
+    return unlabeled_label
+
+
 def pack_nbrs(labeled_examples_path, unlabeled_examples_path, graph_path,
               output_training_data_path, add_undirected_edges=False,
               max_nbrs=None, id_feature_name="id", *, progress=None,
@@ -313,20 +338,8 @@ def pack_nbrs(labeled_examples_path, unlabeled_examples_path, graph_path,
     """
     # pylint: disable=import-outside-toplevel
     from neural_structured_learning.tools import tfrecord
-    _validation.check_int("max_nbrs", max_nbrs, 0, allow_none=True)
-    if unlabeled_label is not None:
-        if isinstance(unlabeled_label, bool) or not isinstance(
-                unlabeled_label, numbers.Integral):
-            raise ValueError(
-                "`unlabeled_label` must be an integer or None. Received: "
-                f"unlabeled_label={unlabeled_label!r}")
-        if not isinstance(label_feature_name, str) or not label_feature_name:
-            raise ValueError(
-                "`label_feature_name` must be a non-empty string. Received: "
-                f"label_feature_name={label_feature_name!r}")
-    if not isinstance(id_feature_name, str) or not id_feature_name:
-        raise ValueError("`id_feature_name` must be a non-empty string. "
-                         f"Received: id_feature_name={id_feature_name!r}")
+    unlabeled_label = check_arguments(max_nbrs, unlabeled_label,
+                                      label_feature_name, id_feature_name)
     _fileio.check_output_path(output_training_data_path,
                               what="`output_training_data_path`")
     start = time.time()

@@ -1,12 +1,12 @@
 """`pack_nbrs` as an Apache Beam pipeline (`nsl.tools.beam.pack_nbrs`)."""
 
 import logging
-import numbers
 
 import apache_beam as beam
 
 from neural_structured_learning._core import naming
 from neural_structured_learning._core import validation as _validation
+from neural_structured_learning.tools import _packer
 from neural_structured_learning.tools.beam import _common
 
 _logger = logging.getLogger(__name__)
@@ -62,22 +62,9 @@ def pack_nbrs(labeled_examples_path, unlabeled_examples_path, graph_path,
             fails, e.g. for a malformed input file or no labeled example;
             the message gives the worker's error.
     """
-    _validation.check_int("max_nbrs", max_nbrs, 0, allow_none=True)
+    unlabeled_label = _packer.check_arguments(
+        max_nbrs, unlabeled_label, label_feature_name, id_feature_name)
     _validation.check_int("output_shards", output_shards, 1)
-    if unlabeled_label is not None:
-        if isinstance(unlabeled_label, bool) or not isinstance(
-                unlabeled_label, numbers.Integral):
-            raise ValueError(
-                "`unlabeled_label` must be an integer or None. Received: "
-                f"unlabeled_label={unlabeled_label!r}")
-        if not isinstance(label_feature_name, str) or not label_feature_name:
-            raise ValueError(
-                "`label_feature_name` must be a non-empty string. Received: "
-                f"label_feature_name={label_feature_name!r}")
-        unlabeled_label = int(unlabeled_label)
-    if not isinstance(id_feature_name, str) or not id_feature_name:
-        raise ValueError("`id_feature_name` must be a non-empty string. "
-                         f"Received: id_feature_name={id_feature_name!r}")
     output = _common.check_output(output_training_data_path,
                                   what="`output_training_data_path`")
     labeled_files = _common.expand(labeled_examples_path,

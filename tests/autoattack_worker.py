@@ -1,0 +1,135 @@
+"""Runs APGD-CE, APGD-T and Square on a digits MLP under one Keras backend.
+
+Usage: autoattack_worker.py WEIGHTS.npz OUTPUT.npz [--torchattacks]
+
+WEIGHTS.npz holds the MLP's weights (`w0`, `b0`, `w1`, `b1`, input shape
+`(1, 8, 8)`, channels first) and the examples `x`, `y`, and `runs`, one line
+per run: 'attack norm eps steps_or_queries seed' (attack: apgd-ce, apgd-t,
+square, or autoattack: our ensemble with APGD at that many steps and Square
+at 5000 queries, vs torchattacks' AutoAttack 'standard', which adds FAB-T).
+For each run the output has
+`ours/<run>` (robust flags of our attack) and, with `--torchattacks` (PyTorch
+backend only), `torchattacks/<run>` from the same model.
+"""
+
+import os
+import sys
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # pylint: disable=wrong-import-position
+
+from neural_structured_learning.evaluation import (
+    _apgd,  # pylint: disable=wrong-import-position
+    _autoattack,  # pylint: disable=wrong-import-position
+    _square,  # pylint: disable=wrong-import-position
+)
+
+
+def make_inputs(path, n, runs):
+    """Trains the digits MLP (scikit-learn, offline data) and writes
+    WEIGHTS.npz with `n` held-out examples and `runs`."""
+    from sklearn import (
+        datasets,  # pylint: disable=import-outside-toplevel
+        neural_network,  # pylint: disable=import-outside-toplevel
+    )
+    digits = datasets.load_digits()
+    x = (digits.data / 16.0).astype("float32")
+    y = digits.target.astype("int32")
+    import warnings  # pylint: disable=import-outside-toplevel
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning
+        clf = neural_network.MLPClassifier(
+            hidden_layer_sizes=(64,), max_iter=300, random_state=0).fit(
+                x[:1200], y[:1200])
+    np.savez(path, w0=clf.coefs_[0].astype("float32"),
+             b0=clf.intercepts_[0].astype("float32"),
+             w1=clf.coefs_[1].astype("float32"),
+             b1=clf.intercepts_[1].astype("float32"),
+             x=x[1200:1200 + n].reshape(-1, 1, 8, 8), y=y[1200:1200 + n],
+             runs=np.array(runs))
+
+
+def run(backend, weights, output, *extra):
+    """Runs this script under `backend`; returns its output arrays."""
+    import subprocess  # pylint: disable=import-outside-toplevel
+    env = dict(os.environ, KERAS_BACKEND=backend, OMP_NUM_THREADS="1",
+               TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), weights, output, *extra],
+        env=env, capture_output=True, text=True, timeout=600, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr[-4000:])
+    with np.load(output) as data:
+        return {k: data[k] for k in data.files if k != "backend"}
+
+
+def build(weights):
+    model = keras.Sequential([
+        keras.Input((1, 8, 8)), keras.layers.Flatten(),
+        keras.layers.Dense(weights["w0"].shape[1], activation="relu"),
+        keras.layers.Dense(weights["w1"].shape[1])])
+    model.layers[1].set_weights([weights["w0"], weights["b0"]])
+    model.layers[2].set_weights([weights["w1"], weights["b1"]])
+    return model
+
+
+def ours(model, x, y, attack, norm, eps, budget, seed):
+    common = {"clip": (0.0, 1.0), "seed": seed, "progress": False,
+              "batch_size": 500}
+    if attack == "apgd-ce":
+        return _apgd.apgd(model, x, y, eps, norm, steps=budget,
+                          **common).robust
+    if attack == "apgd-t":
+        return _apgd.apgd_targeted(model, x, y, eps, norm, steps=budget,
+                                   **common).robust
+    if attack == "autoattack":
+        return _autoattack.autoattack(
+            model, x, y, eps, norm, steps=budget,
+            data_format="channels_first", **common).robust
+    return _square.square(model, x, y, eps, norm, n_queries=budget,
+                          data_format="channels_first", **common).robust
+
+
+def reference(model, x, y, attack, norm, eps, budget, seed):
+    import torch  # pylint: disable=import-outside-toplevel
+    import torchattacks  # pylint: disable=import-outside-toplevel
+    name = {"infinity": "Linf", "l2": "L2"}[norm]
+    if attack == "apgd-ce":
+        att = torchattacks.APGD(model, norm=name, eps=eps, steps=budget,
+                                n_restarts=1, seed=seed, loss="ce")
+    elif attack == "apgd-t":
+        att = torchattacks.APGDT(model, norm=name, eps=eps, steps=budget,
+                                 n_restarts=1, seed=seed, n_classes=10)
+    elif attack == "autoattack":
+        att = torchattacks.AutoAttack(model, norm=name, eps=eps,
+                                      version="standard", n_classes=10,
+                                      seed=seed)
+    else:
+        att = torchattacks.Square(model, norm=name, eps=eps,
+                                  n_queries=budget, n_restarts=1, seed=seed)
+    xt, yt = torch.tensor(x), torch.tensor(y).long()
+    adv = att(xt, yt)
+    with torch.no_grad():
+        return (model(adv).argmax(1) == yt).cpu().numpy() & (
+            model(xt).argmax(1) == yt).cpu().numpy()
+
+
+def main(argv):
+    data = np.load(argv[1])
+    model = build(data)
+    x, y = data["x"], data["y"]
+    out = {"backend": np.array(keras.config.backend())}
+    for line in data["runs"]:
+        attack, norm, eps, budget, seed = str(line).split()
+        args = (model, x, y, attack, norm, float(eps), int(budget), int(seed))
+        out["ours/" + str(line)] = ours(*args)
+        if "--torchattacks" in argv:
+            out["torchattacks/" + str(line)] = reference(*args)
+    np.savez(argv[2], **out)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
