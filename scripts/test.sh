@@ -46,7 +46,7 @@ if [ ! -f .venv-keras-oldest/keras/__init__.py ] || ! grep -q "$OLDEST_KERAS" \
         --target .venv-keras-oldest "keras==$OLDEST_KERAS"
 fi
 for backend in tensorflow jax torch; do
-    PYTHONPATH=.venv-keras-oldest KERAS_BACKEND=$backend "${PYTEST[@]}" \
+    PYTHONPATH=.venv-keras-oldest KERAS_BACKEND=$backend "${PYTEST[@]}" -n 2 \
         neural_structured_learning/_internals_test.py \
         neural_structured_learning/lib/gradients_test.py \
         neural_structured_learning/keras/_wrapper_test.py \
@@ -57,7 +57,7 @@ for backend in tensorflow jax torch; do
     # `input_axes`.)
 done
 echo "=== cross-backend and NSL 1.4 agreement"
-"${PYTEST[@]}" tests --ignore=tests/docs_test.py
+"${PYTEST[@]}" -n 2 tests --ignore=tests/docs_test.py
 # Every code block of README.md and docs/*.md, page by page (default backend).
 echo "=== docs: README.md and docs/*.md run as written"
 "${PYTEST[@]}" -n 2 tests/docs_test.py
