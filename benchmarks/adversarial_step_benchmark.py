@@ -242,6 +242,8 @@ def main():
     if args.worker:
         return worker(args)
 
+    if args.nsl14_python:  # The probe and the runs use other directories.
+        args.nsl14_python = os.path.abspath(args.nsl14_python)
     nsl14_problem = args.nsl14_python and check_nsl14(args.nsl14_python)
     if nsl14_problem:
         if args.require_nsl14:
