@@ -44,6 +44,7 @@ import numpy as np  # noqa: E402
 import datasets  # noqa: E402
 import gcn_baseline  # noqa: E402
 import graph_mlp_planetoid  # noqa: E402
+from plotting import pyplot  # noqa: E402  (examples/plotting.py)
 
 MODELS = {
     "mlp": "MLP",
@@ -87,14 +88,9 @@ def table(results, models, ks):
 
 
 def plot(results, models, ks, path):
-    try:
-        import matplotlib  # pylint: disable=import-outside-toplevel
-    except ImportError:
-        print("Plots need matplotlib: pip install matplotlib (or the "
-              "examples extra). No PNG written.", file=sys.stderr)
+    plt = pyplot()
+    if plt is None:
         return
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
     fig, ax = plt.subplots(figsize=(6, 4))
     for m in models:
         means, stds = [], []

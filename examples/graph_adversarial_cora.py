@@ -79,6 +79,7 @@ import neural_structured_learning as nsl  # noqa: E402
 from graph_mlp_cora import FEATURE  # noqa: E402
 from graph_mlp_cora import load  # noqa: E402
 from graph_mlp_cora import make_mlp  # noqa: E402
+from plotting import pyplot  # noqa: E402  (examples/plotting.py)
 
 MODELS = ("base MLP", "graph", "adversarial", "graph + adversarial")
 CLIP = (0.0, 1.0)  # Cora's binary features.
@@ -175,13 +176,9 @@ def markdown_table(results):
 
 def plot(results, args, path):
     """Bar chart of clean and FGSM test accuracy (mean ± std) per model."""
-    try:
-        import matplotlib  # pylint: disable=import-outside-toplevel
-    except ImportError:
-        print("Plots need matplotlib: pip install matplotlib")
+    plt = pyplot()
+    if plt is None:
         return
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
     names = [n for n in MODELS if any(r["model"] == n for r in results)]
     figure, axes = plt.subplots(figsize=(7, 4))
     positions = np.arange(len(names))

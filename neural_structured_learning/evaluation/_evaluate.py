@@ -9,6 +9,7 @@ from keras import ops
 
 from neural_structured_learning._core import progress as _progress
 from neural_structured_learning.evaluation import _attacks
+from neural_structured_learning.evaluation import _autoattack
 from neural_structured_learning.evaluation import _checks
 from neural_structured_learning.evaluation import _outputs
 from neural_structured_learning.evaluation import _validation
@@ -320,8 +321,6 @@ def evaluate_robustness(model, x, y, attacks=None, *, sources=None,
     rows = _run(target, attackers, runs, x, y, clip, loss, batch_size, seed,
                 model_name, progress)
     for eps in autoattack_eps or ():
-        # pylint: disable-next=import-outside-toplevel
-        from neural_structured_learning.evaluation import _autoattack
         result = _autoattack.autoattack(
             model, x, y, eps, autoattack_norm, n_queries=autoattack_queries,
             clip=clip, output=target.kind.kind, batch_size=batch_size,

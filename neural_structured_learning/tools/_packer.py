@@ -190,27 +190,8 @@ class _ExampleIndex:
         return self.chunks[self.chunk[row]].data(self.position[row])
 
     def _id_of(self, example, path, index, offset):
-        feature = example.features.feature.get(self.id_feature_name)
-        where = f"{path!r}, record {index} at byte offset {offset}"
-        if feature is None:
-            raise ValueError(
-                f"The example in {where} has no feature "
-                f"{self.id_feature_name!r} (its features: "
-                f"{sorted(example.features.feature)}); every example needs "
-                "an id.")
-        kind = feature.WhichOneof("kind")
-        if kind != "bytes_list" or len(feature.bytes_list.value) != 1:
-            values = len(getattr(feature, kind).value) if kind else 0
-            raise ValueError(
-                f"The id feature {self.id_feature_name!r} of the example in "
-                f"{where} is a {kind or 'feature with no value'} with "
-                f"{values} value(s); expected a bytes_list with one value.")
-        raw = feature.bytes_list.value[0]
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ValueError(f"The id {raw!r} of the example in {where} is not "
-                             "UTF-8.") from None
+        return example_id(example, self.id_feature_name,
+                          f"{path!r}, record {index} at byte offset {offset}")
 
 
 class _ChunkLayout:
@@ -250,6 +231,34 @@ class _ChunkLayout:
         self.end = entries.end.astype(dtype)
         self.first_entry = self.first_entry.astype(dtype)
         self.features_start = self.features_start.astype(dtype)
+
+
+def example_id(example, id_feature_name, where):
+    """The id of a parsed `tf.train.Example` (one UTF-8 bytes value).
+
+    Raises:
+        ValueError: naming `where` (the file and record), when the id
+            feature is missing, not a single bytes value, or not UTF-8.
+    """
+    feature = example.features.feature.get(id_feature_name)
+    if feature is None:
+        raise ValueError(
+            f"The example in {where} has no feature {id_feature_name!r} (its "
+            f"features: {sorted(example.features.feature)}); every example "
+            "needs an id.")
+    kind = feature.WhichOneof("kind")
+    if kind != "bytes_list" or len(feature.bytes_list.value) != 1:
+        values = len(getattr(feature, kind).value) if kind else 0
+        raise ValueError(
+            f"The id feature {id_feature_name!r} of the example in {where} is "
+            f"a {kind or 'feature with no value'} with {values} value(s); "
+            "expected a bytes_list with one value.")
+    raw = feature.bytes_list.value[0]
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"The id {raw!r} of the example in {where} is not "
+                         "UTF-8.") from None
 
 
 def check_arguments(max_nbrs, unlabeled_label, label_feature_name,

@@ -79,6 +79,13 @@ class Term:
         return cls(**configs_from_dicts(config, cls._CONFIGS))
 
 
+def resolve_from_logits(model, from_logits):
+    """A term's `from_logits`: as given, or (None) the compiled loss's."""
+    if from_logits is not None:
+        return bool(from_logits)
+    return model.loss_from_logits()
+
+
 def configs_from_dicts(config, classes):
     """`config` with `{argument: config class}` dicts rebuilt as objects.
 

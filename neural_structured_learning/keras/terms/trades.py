@@ -97,8 +97,7 @@ class TradesTerm(_term.Term):
     def loss(self, model, step, index, training):
         if self.adv_config.multiplier == 0:
             return None
-        from_logits = (model.loss_from_logits() if self.from_logits is None
-                       else bool(self.from_logits))
+        from_logits = _term.resolve_from_logits(model, self.from_logits)
         clean = step.outputs
         if isinstance(clean, (list, tuple, dict)):
             raise ValueError("TradesTerm needs a base model with one output "

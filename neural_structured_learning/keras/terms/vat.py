@@ -50,12 +50,6 @@ def default_vat_config():
         num_approx_steps=1, approx_difference=1e-3)
 
 
-def _compiled_from_logits(model, from_logits):
-    if from_logits is not None:
-        return bool(from_logits)
-    return model.loss_from_logits()
-
-
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class VirtualAdversarialTerm(_term.Term):
     """`multiplier * mean_i D(p(x_i), p(x_i + r_adv,i))` on every row.
@@ -114,7 +108,7 @@ class VirtualAdversarialTerm(_term.Term):
             training = self.perturbed_pass_training
         return self.multiplier * self.divergence(
             model, step.batch.features, step.outputs, training=training,
-            from_logits=_compiled_from_logits(model, self.from_logits))
+            from_logits=_term.resolve_from_logits(model, self.from_logits))
 
     def divergence(self, model, features, predictions, training=False,
                    from_logits=True, initial_direction=None):
@@ -213,4 +207,4 @@ class EntropyTerm(_term.Term):
         if self.weight == 0:
             return None
         return self.weight * ops.mean(distances.entropy_from_outputs(
-            step.outputs, _compiled_from_logits(model, self.from_logits)))
+            step.outputs, _term.resolve_from_logits(model, self.from_logits)))

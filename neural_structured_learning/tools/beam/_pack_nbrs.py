@@ -159,33 +159,10 @@ def _read_examples(element, id_feature_name):
             records = tfrecord.iter_file_records(local)
             where = "record {index} at byte offset {offset}"
         for index, (offset, data) in enumerate(records):
-            node_id = _id_of(parse(data), id_feature_name,
+            node_id = _packer.example_id(parse(data), id_feature_name,
                              f"{path!r}, " + where.format(index=index,
                                                           offset=offset))
             yield node_id, (ordinal, index, labeled, data)
-
-
-def _id_of(example, id_feature_name, where):
-    """The example's id; the errors of the single-machine `pack_nbrs`."""
-    feature = example.features.feature.get(id_feature_name)
-    if feature is None:
-        raise ValueError(
-            f"The example in {where} has no feature {id_feature_name!r} (its "
-            f"features: {sorted(example.features.feature)}); every example "
-            "needs an id.")
-    kind = feature.WhichOneof("kind")
-    if kind != "bytes_list" or len(feature.bytes_list.value) != 1:
-        values = len(getattr(feature, kind).value) if kind else 0
-        raise ValueError(
-            f"The id feature {id_feature_name!r} of the example in {where} is "
-            f"a {kind or 'feature with no value'} with {values} value(s); "
-            "expected a bytes_list with one value.")
-    raw = feature.bytes_list.value[0]
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ValueError(f"The id {raw!r} of the example in {where} is not "
-                         "UTF-8.") from None
 
 
 def _read_edges(path, undirected):
