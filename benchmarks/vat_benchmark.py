@@ -2,8 +2,9 @@
 
 Runs `examples/vat_two_rings.py` for `--seeds` on each backend (one process
 per run) and prints a Markdown table of test accuracy, plain vs VAT (mean,
-min, max over seeds). `--mnist100` also runs `examples/vat_mnist100.py` once
-per backend in `--mnist_backends` (long: see docs/vat.md for the budget).
+min, max over seeds). `--mnist100` also runs `examples/vat_mnist100.py` for
+`--mnist_seeds` on each of `--mnist_backends` and prints test error per model
+(long: see docs/vat.md for the budget).
 
     python benchmarks/vat_benchmark.py --seeds 0 1 2 3 4
     python benchmarks/vat_benchmark.py --seeds --mnist100 --data_dir DATA_DIR
@@ -42,6 +43,10 @@ def main():
     parser.add_argument("--mnist100", action="store_true")
     parser.add_argument("--mnist_backends", nargs="+", default=["jax"])
     parser.add_argument("--mnist_epochs", type=int, default=None)
+    parser.add_argument("--mnist_seeds", nargs="+", type=int,
+                        default=[0, 1, 2])
+    parser.add_argument("--mnist_models", nargs="+",
+                        default=["plain", "vat", "vat_entmin"])
     parser.add_argument("--data_dir", default=os.environ.get("NSL_DATA_DIR"))
     parser.add_argument("--epochs", type=int, default=None,
                         help="two rings: epochs (default: the example's)")
@@ -77,27 +82,32 @@ def main():
                   f"{np.min(values):.4f} | {np.max(values):.4f} |")
 
     if args.mnist100:
-        rows = []
+        rows = {}
         for backend in args.mnist_backends:
-            out = os.path.join(args.output_dir, "mnist100")
-            extra = ["--output_dir", out]
-            if args.data_dir:
-                extra += ["--data_dir", args.data_dir]
-            if args.mnist_epochs:
-                extra += ["--epochs", str(args.mnist_epochs)]
-            print(f"MNIST-100: {backend}", file=sys.stderr)
-            run("vat_mnist100.py", backend, extra)
-            with open(os.path.join(out, f"results_{backend}_seed0.json")) as f:
-                rows += [dict(backend=backend, **r)
-                         for r in json.load(f)["rows"]]
-        print("\nMNIST, 100 labels (10 per class), 10,000 test images\n")
-        print("| backend | model | test error | steps | train s |")
-        print("|---|---|---|---|---|")
-        for r in rows:
-            print(f"| {r['backend']} | {r['model']} | "
-                  f"{100 * r['test_error']:.2f}% | {r['steps']} | "
-                  f"{r['train_seconds']} |")
-
+            for seed in args.mnist_seeds:
+                out = os.path.join(args.output_dir, "mnist100")
+                extra = ["--output_dir", out, "--seed", str(seed),
+                         "--models", *args.mnist_models]
+                if args.data_dir:
+                    extra += ["--data_dir", args.data_dir]
+                if args.mnist_epochs:
+                    extra += ["--epochs", str(args.mnist_epochs)]
+                print(f"MNIST-100: {backend} seed {seed}", file=sys.stderr)
+                run("vat_mnist100.py", backend, extra)
+                with open(os.path.join(
+                        out, f"results_{backend}_seed{seed}.json")) as f:
+                    for r in json.load(f)["rows"]:
+                        rows.setdefault((backend, r["model"]), []).append(r)
+        print(f"\nMNIST, 100 labels (10 per class), 10,000 test images, "
+              f"seeds {args.mnist_seeds}: test error\n")
+        print("| backend | model | mean | min | max | steps | train s |")
+        print("|---|---|---|---|---|---|---|")
+        for (backend, model), runs in rows.items():
+            errors = [100 * r["test_error"] for r in runs]
+            print(f"| {backend} | {model} | {np.mean(errors):.2f}% | "
+                  f"{np.min(errors):.2f}% | {np.max(errors):.2f}% | "
+                  f"{runs[0]['steps']} | "
+                  f"{np.mean([r['train_seconds'] for r in runs]):.0f} |")
 
 if __name__ == "__main__":
     main()

@@ -73,11 +73,13 @@ class VirtualAdversarialRegularization(regularized_model.RegularizedModel):
             losses).
         seed: seed of the random start of the power iteration.
         perturbed_pass_training: training mode of the power-iteration and
-            perturbed passes. None (default): the step's own flag, i.e.
-            batch statistics in BatchNormalization and dropout on during
-            `fit`, as in Miyato et al.'s code. False: inference mode
-            (moving statistics, no dropout), which trained much better
-            with BatchNormalization on MNIST with 100 labels (docs/vat.md).
+            perturbed passes. False (default): inference mode (moving
+            statistics, no dropout). With batch statistics the VAT loss's
+            gradient flows through each batch's mean and variance, and
+            VAT alone flattens every prediction (docs/vat.md: on MNIST
+            with 100 labels it fell below the labeled-only model).
+            None: the step's own flag (batch statistics and dropout during
+            `fit`, as in Miyato et al.'s code); True: always training mode.
         **kwargs: passed to `keras.Model`.
     """
 
@@ -88,7 +90,7 @@ class VirtualAdversarialRegularization(regularized_model.RegularizedModel):
                  label_mask_key=None, unlabeled_label=naming.UNLABELED,
                  entropy_weight=0.0, from_logits=None, seed=None,
                  base_with_labels_in_features=False,
-                 perturbed_pass_training=None, **kwargs):
+                 perturbed_pass_training=False, **kwargs):
         kwargs.setdefault("name", "VirtualAdversarialRegularization")
         if isinstance(label_keys, str):
             label_keys = (label_keys,)

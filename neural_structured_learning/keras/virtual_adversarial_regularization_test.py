@@ -320,12 +320,57 @@ def test_only_the_clean_pass_updates_batchnorm_statistics():
     assert_allclose(norm.moving_mean, (X @ kernel + bias).mean(0), rtol=1e-5)
 
 
+def batchnorm_classifier():
+    inputs = keras.Input((2,), name="x")
+    hidden = keras.layers.Dense(8, use_bias=False, kernel_initializer=(
+        keras.initializers.RandomNormal(stddev=1.0, seed=0)))(inputs)
+    hidden = keras.layers.BatchNormalization()(hidden)
+    hidden = keras.layers.Activation("relu")(hidden)
+    return keras.Model(inputs, keras.layers.Dense(3, kernel_initializer=(
+        keras.initializers.RandomNormal(stddev=1.0, seed=1)))(hidden))
+
+
+@pytest.mark.parametrize("training,coupled", [(True, True), (False, False)])
+def test_batch_statistics_couple_the_rows_of_the_vat_loss(training, coupled):
+    # The cause of VAT alone collapsing on MNIST with 100 labels
+    # (docs/vat.md): with batch statistics in the perturbed passes, each
+    # row's perturbed prediction is normalised by the whole perturbed
+    # batch's mean and variance, so the VAT loss's gradient reaches the
+    # weights through those statistics, and VAT flattens every prediction
+    # (validation accuracy fell below the labeled-only model's). In
+    # inference mode, the default, each row's VAT loss depends on that row
+    # only: the loss of a batch is the mean of its halves' losses.
+    vat = wrap(batchnorm_classifier(), config=vat_config(epsilon=1.0))
+    x = np.random.default_rng(2).normal(size=(8, 2)).astype("float32")
+    d = np.random.default_rng(3).normal(size=x.shape).astype("float32")
+
+    def loss(rows):
+        predictions = vat.base_model(x[rows], training=training)
+        return float(to_numpy(vat.vat_loss(
+            {"x": x[rows]}, predictions, training=training,
+            initial_direction=[ops.convert_to_tensor(d[rows])])))
+
+    whole = loss(slice(0, 8))
+    halves = (loss(slice(0, 4)) + loss(slice(4, 8))) / 2
+    assert whole > 0
+    if coupled:
+        assert abs(whole - halves) > 0.05 * whole
+    else:
+        assert_allclose(whole, halves, rtol=1e-4)
+
+
+def test_default_perturbed_passes_run_in_inference_mode():
+    assert wrap().perturbed_pass_training is False
+    assert nsl.keras.terms.VirtualAdversarialTerm().perturbed_pass_training \
+        is False
+
+
 @pytest.mark.parametrize("option,expected", [(None, True), (False, False),
                                              (True, True)])
 def test_perturbed_pass_training_mode(option, expected):
-    # The power-iteration and perturbed passes run in the step's training
-    # mode by default, in inference mode (BatchNormalization's moving
-    # statistics) with perturbed_pass_training=False.
+    # The power-iteration and perturbed passes run in inference mode
+    # (BatchNormalization's moving statistics) by default
+    # (perturbed_pass_training=False), in the step's own mode with None.
     vat = wrap(perturbed_pass_training=option)
     seen = []
     original = vat.vat_term.divergence

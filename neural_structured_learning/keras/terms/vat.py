@@ -63,8 +63,12 @@ class VirtualAdversarialTerm(_term.Term):
             from the compiled loss's `from_logits` (False for string
             losses).
         perturbed_pass_training: training mode of the power-iteration and
-            perturbed passes: None (the step's own flag), True or False
-            (inference mode: moving statistics, no dropout).
+            perturbed passes. False (default): inference mode (moving
+            statistics, no dropout), so the term's gradient cannot reach
+            the weights through BatchNormalization's batch statistics
+            (through them VAT flattens every prediction: see docs/vat.md).
+            None: the step's own flag (batch statistics during `fit`, as
+            in Miyato et al.'s code); True: always training mode.
         name: the metric name.
     """
 
@@ -73,7 +77,7 @@ class VirtualAdversarialTerm(_term.Term):
     uses_unlabeled_rows = True
 
     def __init__(self, vat_config=None, multiplier=1.0, from_logits=None,
-                 perturbed_pass_training=None, name="scaled_vat_loss"):
+                 perturbed_pass_training=False, name="scaled_vat_loss"):
         if vat_config is None:
             vat_config = default_vat_config()
         if not isinstance(vat_config, configs.VirtualAdvConfig):
