@@ -46,7 +46,7 @@ def main():
     parser.add_argument("--mnist_seeds", nargs="+", type=int,
                         default=[0, 1, 2])
     parser.add_argument("--mnist_models", nargs="+",
-                        default=["plain", "vat", "vat_entmin"])
+                        default=["plain", "vat"])
     parser.add_argument("--data_dir", default=os.environ.get("NSL_DATA_DIR"))
     parser.add_argument("--epochs", type=int, default=None,
                         help="two rings: epochs (default: the example's)")
