@@ -83,9 +83,9 @@ def main():
 
     if args.mnist100:
         rows = {}
+        out = os.path.join(args.output_dir, "mnist100")
         for backend in args.mnist_backends:
             for seed in args.mnist_seeds:
-                out = os.path.join(args.output_dir, "mnist100")
                 extra = ["--output_dir", out, "--seed", str(seed),
                          "--models", *args.mnist_models]
                 if args.data_dir:

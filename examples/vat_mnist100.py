@@ -61,7 +61,7 @@ def split(x, y, labeled_per_class, validation, seed):
     return labeled, rest[:validation], rest[validation:]
 
 
-def build_mlp(units=(1200, 600, 300, 150), batchnorm=True, top_bn=False):
+def build_mlp(units=(1200, 600, 300, 150), batchnorm=True):
     layers = [keras.Input((784,), name="image")]
     for n in units:
         if batchnorm:
@@ -70,11 +70,7 @@ def build_mlp(units=(1200, 600, 300, 150), batchnorm=True, top_bn=False):
                        keras.layers.Activation("relu")]
         else:
             layers.append(keras.layers.Dense(n, activation="relu"))
-    if top_bn:  # BatchNormalization of the logits, as Miyato et al.'s MLP
-        layers += [keras.layers.Dense(10, use_bias=False),
-                   keras.layers.BatchNormalization()]
-    else:
-        layers.append(keras.layers.Dense(10))
+    layers.append(keras.layers.Dense(10))
     return keras.Sequential(layers)
 
 
@@ -99,7 +95,7 @@ def train(args, data, name):
     x_train, y_train, labeled, validation, unlabeled = data
     keras.utils.set_random_seed(args.seed)
     model = build_mlp(tuple(int(n) for n in args.units.split(",")),
-                      batchnorm=args.batchnorm, top_bn=args.top_bn)
+                      batchnorm=args.batchnorm)
     batches = nsl.keras.LabeledUnlabeledBatches(
         x_train[labeled], y_train[labeled], x_train[unlabeled],
         labeled_batch_size=args.labeled_batch_size,
@@ -117,13 +113,8 @@ def train(args, data, name):
         perturbed_pass_training=(None if args.perturbed_pass_training ==
                                  "same" else False))
     steps = args.epochs * len(batches)
-    if args.lr_decay:  # Miyato et al.: x decay every `decay_steps` steps
-        schedule = keras.optimizers.schedules.ExponentialDecay(
-            args.learning_rate, args.decay_steps, args.lr_decay,
-            staircase=True)
-    else:
-        schedule = keras.optimizers.schedules.CosineDecay(
-            args.learning_rate, steps)
+    schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate,
+                                                      steps)
     wrapper.compile(keras.optimizers.Adam(schedule),
                     loss=keras.losses.SparseCategoricalCrossentropy(
                         from_logits=True),
@@ -158,12 +149,6 @@ def main(argv=None):
     parser.add_argument("--batchnorm", type=lambda s: s == "true",
                         default=True, help="true/false: BatchNormalization "
                         "after each hidden Dense layer")
-    parser.add_argument("--top_bn", type=lambda s: s == "true",
-                        default=False, help="true/false: BatchNormalization "
-                        "of the logits")
-    parser.add_argument("--lr_decay", type=float, default=None,
-                        help="exponential decay factor (default: cosine)")
-    parser.add_argument("--decay_steps", type=int, default=500)
     parser.add_argument("--perturbed_pass_training", default="false",
                         choices=["same", "false"],  # same: Miyato et al.
                         help="VAT's perturbed passes in the step's training "
