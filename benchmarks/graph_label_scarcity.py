@@ -7,6 +7,8 @@ then trains side by side, as in `graph_planetoid_benchmark.py`:
 * **MLP**: `examples/graph_mlp_planetoid.py`'s MLP on the labeled nodes;
 * **graph-reg MLP (NSL 1.4 defaults)**: the same MLP with the example's
   tuned NSL 1.4-style graph regularization (graph + 2-hop neighbours);
+* **graph-reg MLP (propagation)**: the same MLP with the example's
+  recommended recipe (`graph_mlp_planetoid.RECIPES['propagation']`);
 * **GCN**: `benchmarks/gcn_baseline.py`, which needs the graph at inference.
 
 Hyper-parameters are those chosen on the standard split's validation nodes
@@ -49,6 +51,7 @@ from plotting import pyplot  # noqa: E402  (examples/plotting.py)
 MODELS = {
     "mlp": "MLP",
     "nsl14": "graph-reg MLP (NSL 1.4 defaults)",
+    "new": "graph-reg MLP (propagation)",
     "gcn": "GCN (Kipf & Welling)",
 }
 
@@ -66,11 +69,15 @@ def scarce_split(data, labels_per_class, seed):
                                     "train": np.sort(np.concatenate(train))})
 
 
-def run(model, data, seed):
+def run(model, data, seed, epochs=None):
     if model == "gcn":
         return gcn_baseline.run_gcn(data, seed=seed)
-    return graph_mlp_planetoid.run(data, graph_regularized=model == "nsl14",
-                                   seed=seed)
+    hparams = (graph_mlp_planetoid.RECIPES["propagation"] if model == "new"
+               else {})
+    if epochs:
+        hparams = dict(hparams, epochs=epochs)
+    return graph_mlp_planetoid.run(data, graph_regularized=model != "mlp",
+                                   seed=seed, **hparams)
 
 
 def table(results, models, ks):
@@ -125,10 +132,13 @@ def main(argv=None):
                         help="override every model's epochs (quick runs)")
     parser.add_argument("--json", default=None)
     parser.add_argument("--png", default=None)
+    parser.add_argument("--include_json", nargs="*", default=[],
+                        help="earlier runs' --json files: their results "
+                        "join this run's in the table and the PNG (e.g. "
+                        "to add one model to a finished run)")
     args = parser.parse_args(argv)
     data = datasets.load_planetoid(datasets.data_dir(args.data_dir), "cora")
     if args.epochs:
-        graph_mlp_planetoid.DEFAULTS["epochs"] = args.epochs
         gcn_baseline.DEFAULTS["epochs"] = args.epochs
     results = []
     total = len(args.labels_per_class) * len(args.seeds) * len(args.models)
@@ -137,21 +147,28 @@ def main(argv=None):
         for seed in args.seeds:
             split = scarce_split(data, k, seed)
             for model in args.models:
-                result = run(model, split, seed)
+                result = run(model, split, seed, args.epochs)
                 results.append(dict(result, model=model, k=k, seed=seed,
                                     backend=keras.config.backend()))
                 print(f"[{len(results)}/{total}, {time.time() - start:.0f} s]"
                       f" k={k} seed={seed} {MODELS[model]}: test "
                       f"{100 * result['test_accuracy']:.1f}%", flush=True)
+    included = []
+    for path in args.include_json:
+        with open(path, encoding="utf-8") as f:
+            included += [r for r in json.load(f)["results"]
+                         if r["model"] not in args.models]
+    models = [m for m in MODELS if m in args.models
+              or any(r["model"] == m for r in included)]
     print(f"\nCora, {keras.config.backend()}, test accuracy (%) "
           "mean ± std (seeds):\n")
-    print(table(results, args.models, args.labels_per_class))
+    print(table(included + results, models, args.labels_per_class))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"command": " ".join(sys.argv), "results": results}, f,
                       indent=1)
     if args.png:
-        plot(results, args.models, args.labels_per_class, args.png)
+        plot(included + results, models, args.labels_per_class, args.png)
 
 
 if __name__ == "__main__":

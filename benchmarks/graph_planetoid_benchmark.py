@@ -6,11 +6,10 @@ For each dataset and seed, trains side by side:
 * **graph-reg (NSL 1.4)**: the same MLP with NSL 1.4-style graph
   regularization, the example's `DEFAULTS` (L2 between softmax outputs of
   labeled nodes and their graph + 2-hop neighbours);
-* **graph-reg (new)**: the same MLP with the options of issue 12 (every node
-  as a batch row, an InfoNCE loss on the hidden layer, a PPR or k-hop
-  neighbourhood...), set by the `--new_*` flags; their defaults are the
-  best configuration found on Cora's VALIDATION nodes
-  (`benchmarks/results/graph_planetoid_exploration.md`);
+* **graph-reg (new)**: the same MLP with the example's recommended recipe
+  (`graph_mlp_planetoid.RECIPES['propagation']`: every node as a batch row,
+  personalized-PageRank neighbours, `nsl.configs.PropagationConfig`'s
+  loss), chosen on the VALIDATION nodes; the `--new_*` flags change it;
 * **GCN**: `benchmarks/gcn_baseline.py` (Kipf & Welling, 2017), which,
   unlike the others, uses the graph at inference.
 
@@ -43,13 +42,9 @@ import gcn_baseline  # noqa: E402
 import graph_mlp_planetoid  # noqa: E402
 
 # The new configuration's changes from graph_mlp_planetoid.DEFAULTS: the
-# best configuration using the new options in
-# benchmarks/results/graph_planetoid_exploration.md (Cora validation
-# accuracy, seed 0; test accuracy not used): every node as a batch row, one
-# full batch, NSL 1.4's loss (L2 on softmax, multiplier 10, 2-hop graph).
-# None of the explored new-option configurations beat the NSL 1.4 defaults
-# on validation (see the exploration table).
-NEW_CONFIG = dict(all_nodes=True, batch_size=-1)  # -1: every node.
+# example's recommended recipe (see its docstring and
+# docs/graph_regularization.md for how it was chosen, on validation nodes).
+NEW_CONFIG = graph_mlp_planetoid.RECIPES["propagation"]
 
 MODELS = {
     "mlp": "MLP",

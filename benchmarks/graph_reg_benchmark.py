@@ -5,6 +5,10 @@ set), runs:
 
 * `tutorial`: NSL's Cora tutorial (`examples/graph_mlp_cora.py`): base MLP
   vs graph-regularized MLP with `max_neighbors` 1, 2, 3;
+* `tutorial_propagation`: the same split and MLP with `max_neighbors=1`
+  and the propagation graph loss (`nsl.configs.PropagationConfig`, the
+  Planetoid recipe's multiplier 1.0, self weight 0.1 and temperature 0.5,
+  every node a batch row);
 * `planetoid`: the Planetoid splits of Cora and Citeseer
   (`examples/graph_mlp_planetoid.py`): MLP vs graph-regularized MLP;
 * `step_cost`: median training-step time of the tutorial MLP (batch 128) on
@@ -18,7 +22,8 @@ Usage:
 
     NSL_DATA_DIR=/path/to/data python benchmarks/graph_reg_benchmark.py \
         [--backends tensorflow jax torch] [--seeds 5] \
-        [--tasks tutorial planetoid step_cost] [--output results.md] \
+        [--tasks tutorial tutorial_propagation planetoid step_cost] \
+        [--output results.md] \
         [--records results.jsonl]
 
 With `--records`, the raw results are appended to a JSON-lines file and the
@@ -43,7 +48,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "examples"))
 sys.path.insert(0, ROOT)
 
-TASKS = ("tutorial", "planetoid", "step_cost")
+TASKS = ("tutorial", "tutorial_propagation", "planetoid", "step_cost")
 STEP_NEIGHBORS = (0, 1, 2, 3, 4, 6, 8)
 
 
@@ -63,6 +68,17 @@ def _tutorial(args):
                                         seed=seed)
             _emit(dict(task="tutorial", max_neighbors=neighbors, seed=seed,
                        **result))
+
+
+def _tutorial_propagation(args):
+    import graph_mlp_cora  # pylint: disable=import-outside-toplevel
+    cora = graph_mlp_cora.load(args.data_dir)
+    for seed in range(args.seeds):
+        result = graph_mlp_cora.run(cora, 1, multiplier=1.0,
+                                    epochs=args.epochs, seed=seed,
+                                    propagation_self_weight=0.1)
+        _emit(dict(task="tutorial", max_neighbors=1, propagation=True,
+                   seed=seed, **result))
 
 
 def _planetoid(args):
@@ -129,8 +145,8 @@ def worker(args):
     import keras  # pylint: disable=import-outside-toplevel
     _emit(dict(task="backend", backend=keras.backend.backend()))
     for task in args.tasks:
-        {"tutorial": _tutorial, "planetoid": _planetoid,
-         "step_cost": _step_cost}[task](args)
+        {"tutorial": _tutorial, "tutorial_propagation": _tutorial_propagation,
+         "planetoid": _planetoid, "step_cost": _step_cost}[task](args)
 
 
 # -- Parent: one subprocess per backend, then the tables ---------------------
@@ -206,7 +222,8 @@ def _accuracy_cells(results):
                 key = ("Cora, NSL tutorial split (2155/553)",
                        "base MLP" if r["max_neighbors"] == 0 else
                        f"graph-regularized MLP, max_neighbors="
-                       f"{r['max_neighbors']}")
+                       f"{r['max_neighbors']}"
+                       + (", propagation" if r.get("propagation") else ""))
             elif r["task"] == "planetoid":
                 key = (f"{r['dataset'].capitalize()}, Planetoid split",
                        "graph-regularized MLP" if r["graph_regularized"]
@@ -272,8 +289,8 @@ def _check_data_dir(parser, args):
                      "planetoid/).")
     if not os.path.isdir(data_dir):
         parser.error(f"the data directory {data_dir!r} does not exist.")
-    needed = {"tutorial": "cora", "step_cost": "cora",
-              "planetoid": "planetoid"}
+    needed = {"tutorial": "cora", "tutorial_propagation": "cora",
+              "step_cost": "cora", "planetoid": "planetoid"}
     missing = sorted({needed[t] for t in args.tasks
                       if not os.path.isdir(os.path.join(data_dir,
                                                         needed[t]))})
@@ -335,7 +352,7 @@ def main(argv=None):
     backends = [b for b in ("tensorflow", "jax", "torch") if b in results]
     backends = [b for b in backends if b in args.backends] or backends
     text = []
-    if {"tutorial", "planetoid"} & set(args.tasks):
+    if {"tutorial", "tutorial_propagation", "planetoid"} & set(args.tasks):
         counts = _seed_counts(results, backends)
         _warn_few_seeds(counts, args.seeds)
         text += [_accuracy_title(counts) if counts else

@@ -77,8 +77,12 @@ class _TestAccuracy(keras.callbacks.Callback):
 
 
 def run(cora, max_neighbors=0, multiplier=0.1, epochs=100, batch_size=128,
-        seed=0, record_curve=False):
+        seed=0, record_curve=False, propagation_self_weight=None):
     """Trains a fresh MLP (graph-regularized if `max_neighbors > 0`).
+
+    With `propagation_self_weight` (new in this version), the graph loss is
+    `nsl.configs.PropagationConfig`'s instead of the tutorial's L2, and every
+    node (the unlabeled test nodes too) is a batch row.
 
     Returns:
         A dict with `test_accuracy`, `seconds` and, with `record_curve`,
@@ -100,13 +104,18 @@ def run(cora, max_neighbors=0, multiplier=0.1, epochs=100, batch_size=128,
     else:
         config = nsl.configs.make_graph_reg_config(
             max_neighbors=max_neighbors, multiplier=multiplier,
-            distance_type="l2", sum_over_axis=-1)
-        model = nsl.keras.GraphRegularization(base, config)
+            distance_type="l2", sum_over_axis=-1,
+            propagation_self_weight=propagation_self_weight)
+        every_node = propagation_self_weight is not None
+        unlabeled = -1 if every_node else None
+        model = nsl.keras.GraphRegularization(base, config,
+                                              unlabeled_label=unlabeled)
         model.compile("adam", loss, metrics=["accuracy"])
         data = nsl.keras.NeighborBatchDataset(
             {FEATURE: cora.features}, cora.train_labels, cora.edges,
             config.neighbor_config, node_ids=cora.node_ids, undirected=True,
-            batch_size=batch_size, sampling="top", seed=seed)
+            batch_size=batch_size, sampling="top", seed=seed,
+            seeds="all" if every_node else None, unlabeled_label=unlabeled)
         model.fit(data, epochs=epochs, verbose=0, callbacks=callbacks)
     seconds = time.time() - start
     predictions = base.predict(test_x, verbose=0, batch_size=1024)

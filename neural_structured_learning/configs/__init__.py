@@ -19,6 +19,7 @@ from neural_structured_learning.configs.configs import IntegrationType
 from neural_structured_learning.configs.configs import make_adv_reg_config
 from neural_structured_learning.configs.configs import make_graph_reg_config
 from neural_structured_learning.configs.configs import NormType
+from neural_structured_learning.configs.configs import PropagationConfig
 from neural_structured_learning.configs.configs import Reduction
 from neural_structured_learning.configs.configs import TransformType
 from neural_structured_learning.configs.configs import VirtualAdvConfig
@@ -41,6 +42,7 @@ __all__ = [
     "IntegrationConfig",
     "IntegrationType",
     "NormType",
+    "PropagationConfig",
     "Reduction",
     "TransformType",
     "VirtualAdvConfig",

@@ -609,18 +609,63 @@ class ContrastiveConfig(_ConfigMixin):
     temperature = attr.ib(default=0.5, validator=_positive_finite)
 
 
-def _contrastive_config(value):
-    if isinstance(value, dict):
-        return ContrastiveConfig.from_config(value)
-    return value
+def _optional_config(cls):
+    """`attr.ib` arguments of an optional nested config field of type `cls`:
+    None, a `cls`, or its `get_config()` dict (rebuilt as a `cls`)."""
+
+    def convert(value):
+        if isinstance(value, dict):
+            return cls.from_config(value)
+        return value
+
+    def validate(instance, attribute, value):
+        del instance
+        if value is not None and not isinstance(value, cls):
+            raise TypeError(
+                f"`{attribute.name}` must be None or an "
+                f"nsl.configs.{cls.__name__}. Received: {value!r}")
+
+    return dict(default=None, converter=convert, validator=validate)
 
 
-def _optional_contrastive(instance, attribute, value):
+def _unit_interval(instance, attribute, value):
     del instance
-    if value is not None and not isinstance(value, ContrastiveConfig):
-        raise TypeError(
-            f"`{attribute.name}` must be None or an "
-            f"nsl.configs.ContrastiveConfig. Received: {value!r}")
+    _number(attribute.name, value, minimum=0, finite=True)
+    if value > 1:
+        raise ValueError(f"`{attribute.name}` must be in [0, 1]. "
+                         f"Received: {value!r}")
+
+
+@attr.s
+class PropagationConfig(_ConfigMixin):
+    """Propagation through the neighbourhood, distilled (new in this version).
+
+    For sample `i` with prediction `f_i` (the base model's output: logits
+    or probabilities), neighbour predictions `f_ij` and weights `w_ij`, the
+    neighbourhood prediction is
+
+        z_i = self_weight * f_i + (1 - self_weight) * sum_j w_ij f_ij / sum_j w_ij
+
+    (`nsl.lib.neighborhood_prediction`; with personalized-PageRank
+    neighbours, APPNP's propagated output), and the graph loss is
+
+        graph_loss = labeled_loss(y_i, z_i) + mean_i KL(stop_gradient(q_i) || p_i)
+
+    with the compiled loss on labeled rows, `p` the class distribution of
+    `f` and `q` that of `z` sharpened by `temperature` (`softmax(z / T)` for
+    logits; `nsl.lib.distillation_loss`), over every row, labeled or not.
+    The labels train the graph's average (APPNP, Gasteiger et al., 2019),
+    and the model alone learns to predict it (GLNN-style distillation,
+    Zhang et al., 2022), so the served model needs no graph. Use it with every node as a batch row
+    (`NeighborBatchDataset(seeds='all', unlabeled_label=-1)` and the
+    wrapper's `unlabeled_label=-1`) and `nsl.tools.ppr_neighbors`.
+
+    Attributes:
+        self_weight: the sample's own share of `z_i`, in [0, 1].
+        temperature: `T > 0` of the distilled target; `T < 1` sharpens it.
+    """
+    self_weight = attr.ib(default=0.1, validator=_unit_interval)
+    temperature = attr.ib(default=0.5, validator=_positive_finite)
 
 
 @attr.s
@@ -635,15 +680,27 @@ class GraphRegConfig(_ConfigMixin):
             `distance_config` distance), or a `ContrastiveConfig`: the graph
             loss is InfoNCE with in-batch negatives instead (new in this
             version).
+        propagation_config: None, or a `PropagationConfig`: the graph loss
+            trains the neighbourhood's averaged prediction on the labels
+            and distils it into the model (new in this version; not with
+            `contrastive_config`).
     """
     _NESTED = {"neighbor_config": GraphNeighborConfig,
                "distance_config": DistanceConfig,
-               "contrastive_config": ContrastiveConfig}
+               "contrastive_config": ContrastiveConfig,
+               "propagation_config": PropagationConfig}
     neighbor_config = attr.ib(factory=GraphNeighborConfig)
     multiplier = attr.ib(default=0.01, validator=_non_negative_finite)
     distance_config = attr.ib(factory=DistanceConfig)
-    contrastive_config = attr.ib(default=None, converter=_contrastive_config,
-                                 validator=_optional_contrastive)
+    contrastive_config = attr.ib(**_optional_config(ContrastiveConfig))
+    propagation_config = attr.ib(**_optional_config(PropagationConfig))
+
+    def __attrs_post_init__(self):
+        if (self.contrastive_config is not None
+                and self.propagation_config is not None):
+            raise ValueError(
+                "`contrastive_config` and `propagation_config` are two "
+                "different graph losses; set at most one of them.")
 
 
 # ---------------------------------------------------------------------------
@@ -690,12 +747,16 @@ def make_graph_reg_config(
         reduction=attr.fields(DistanceConfig).reduction.default,
         sum_over_axis=attr.fields(DistanceConfig).sum_over_axis.default,
         transform_fn=attr.fields(DistanceConfig).transform_fn.default,
-        contrastive_temperature=None):
+        contrastive_temperature=None, propagation_self_weight=None,
+        propagation_temperature=(
+            attr.fields(PropagationConfig).temperature.default)):
     """Returns a `GraphRegConfig` built from flat arguments.
 
     `contrastive_temperature` (new in this version): None for NSL 1.4's
     distance loss, or the temperature of a contrastive (InfoNCE) graph loss
-    (`ContrastiveConfig`).
+    (`ContrastiveConfig`). `propagation_self_weight` (new): None, or the
+    `self_weight` of a `PropagationConfig` graph loss, with
+    `propagation_temperature` its `temperature`.
     """
     return GraphRegConfig(
         neighbor_config=GraphNeighborConfig(
@@ -710,7 +771,11 @@ def make_graph_reg_config(
             transform_fn=transform_fn),
         contrastive_config=(
             None if contrastive_temperature is None
-            else ContrastiveConfig(temperature=contrastive_temperature)))
+            else ContrastiveConfig(temperature=contrastive_temperature)),
+        propagation_config=(
+            None if propagation_self_weight is None
+            else PropagationConfig(self_weight=propagation_self_weight,
+                                   temperature=propagation_temperature)))
 
 
 DEFAULT_DISTANCE_PARAMS = attr.asdict(DistanceConfig())

@@ -165,7 +165,10 @@ _NON_DEFAULT = [
     configs.GraphRegConfig(configs.GraphNeighborConfig(max_neighbors=3),
                            0.1, configs.DistanceConfig("l1"),
                            configs.ContrastiveConfig(0.2)),
+    configs.GraphRegConfig(configs.GraphNeighborConfig(max_neighbors=3),
+                           propagation_config=configs.PropagationConfig(0.3)),
     configs.ContrastiveConfig(0.1),
+    configs.PropagationConfig(0.2, 0.7),
 ]
 
 
@@ -186,21 +189,26 @@ def test_every_config_class_is_exported_and_has_a_round_trip_case():
 
 @pytest.mark.parametrize("cls", _config_classes(), ids=lambda c: c.__name__)
 def test_from_config_get_config_round_trips(cls):
-    (config,) = [c for c in _NON_DEFAULT if type(c) is cls]
+    # Every field differs from its default in one of the class's cases (two
+    # GraphRegConfig cases: its contrastive and propagation losses exclude
+    # each other).
+    cases = [c for c in _NON_DEFAULT if type(c) is cls]
     for field in attr.fields(cls):
         if field.default is not attr.NOTHING:
             default = (field.default.factory()
                        if isinstance(field.default, attr.Factory)
                        else field.default)
-            assert getattr(config, field.name) != default, field.name
-    blob = config.get_config()
-    rebuilt = cls.from_config(json.loads(json.dumps(blob)))
-    assert type(rebuilt) is cls
-    assert rebuilt == config
-    assert rebuilt.get_config() == blob
-    for field in attr.fields(cls):  # Same types: enums, nested configs.
-        assert (type(getattr(rebuilt, field.name))
-                is type(getattr(config, field.name))), field.name
+            assert any(getattr(config, field.name) != default
+                       for config in cases), field.name
+    for config in cases:
+        blob = config.get_config()
+        rebuilt = cls.from_config(json.loads(json.dumps(blob)))
+        assert type(rebuilt) is cls
+        assert rebuilt == config
+        assert rebuilt.get_config() == blob
+        for field in attr.fields(cls):  # Same types: enums, nested configs.
+            assert (type(getattr(rebuilt, field.name))
+                    is type(getattr(config, field.name))), field.name
     # Defaults too, where every field has one.
     if all(f.default is not attr.NOTHING for f in attr.fields(cls)):
         assert cls.from_config(json.loads(json.dumps(
@@ -356,3 +364,23 @@ def test_contrastive_graph_config():
         configs.ContrastiveConfig(0.0)
     with pytest.raises(TypeError, match="`contrastive_config` must be None"):
         configs.GraphRegConfig(contrastive_config=0.5)
+
+
+def test_propagation_graph_config():
+    assert configs.GraphRegConfig().propagation_config is None
+    assert configs.make_graph_reg_config().propagation_config is None
+    config = configs.make_graph_reg_config(max_neighbors=10,
+                                           propagation_self_weight=0.3)
+    assert config.propagation_config == configs.PropagationConfig(0.3, 0.5)
+    assert configs.GraphRegConfig.from_config(
+        config.get_config()) == config
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="`self_weight` must"):
+            configs.PropagationConfig(bad)
+    with pytest.raises(ValueError, match="`temperature` must be"):
+        configs.PropagationConfig(0.1, 0.0)
+    with pytest.raises(TypeError, match="`propagation_config` must be None"):
+        configs.GraphRegConfig(propagation_config=0.5)
+    with pytest.raises(ValueError, match="at most one"):
+        configs.make_graph_reg_config(contrastive_temperature=0.5,
+                                      propagation_self_weight=0.1)

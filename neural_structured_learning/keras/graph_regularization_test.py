@@ -490,3 +490,58 @@ def test_unlabeled_rows_train_the_graph_loss_only():
     # Without the marker the -1 labels would count as labels.
     config_round_trip = GraphRegularization.from_config(model.get_config())
     assert config_round_trip.unlabeled_label == -1
+
+
+def test_propagation_graph_loss():
+    # PropagationConfig: multiplier * (CE(y, z) on labeled rows + mean over
+    # every row of KL(softmax(z) || softmax(f))), z the neighbourhood mean.
+    from neural_structured_learning.keras import neighbor_batches  # pylint: disable=import-outside-toplevel
+    features = f32([[1, 0], [0, 1], [1, 1], [2, -1]])
+    labels = np.array([0, -1, 1, -1])
+    edges = (np.array([0, 0, 1, 2, 3]), np.array([1, 2, 0, 3, 2]),
+             np.array([1.0, 3.0, 2.0, 1.0, 1.0], "float32"))
+    config = configs.make_graph_reg_config(
+        max_neighbors=2, multiplier=0.7, propagation_self_weight=0.25,
+        propagation_temperature=0.5)
+    data = neighbor_batches.NeighborBatchDataset(
+        features, labels, edges, config.neighbor_config, seeds="all",
+        unlabeled_label=-1, batch_size=4, shuffle=False, seed=0)
+    kernel = f32([[1.0, -1.0], [0.5, 2.0]])
+    inputs = keras.Input((2,), name="feature")
+    base = keras.Model(inputs, keras.layers.Dense(
+        2, use_bias=False,
+        kernel_initializer=keras.initializers.Constant(kernel))(inputs))
+    model = GraphRegularization(base, config, unlabeled_label=-1)
+    model.compile(keras.optimizers.SGD(0.0), loss=keras.losses.
+                  SparseCategoricalCrossentropy(from_logits=True))
+    logs = model.evaluate(data, verbose=0, return_dict=True)
+
+    f = features @ kernel
+    neighbors = {0: ([1, 2], [1.0, 3.0]), 1: ([0], [2.0]), 2: ([3], [1.0]),
+                 3: ([2], [1.0])}
+    z = np.stack([0.25 * f[i] + 0.75 * np.average(f[n], axis=0, weights=w)
+                  for i, (n, w) in sorted(neighbors.items())])
+
+    def log_softmax(x):
+        return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+    labeled_z = -np.mean([log_softmax(z)[0, 0], log_softmax(z)[2, 1]])
+    q = np.exp(log_softmax(z / 0.5))  # Sharpened by the temperature.
+    kl = np.mean(np.sum(q * (np.log(q) - log_softmax(f)), -1))
+    assert_allclose(logs["scaled_graph_loss"], 0.7 * (labeled_z + kl),
+                    rtol=1e-5)
+    labeled_f = -np.mean([log_softmax(f)[0, 0], log_softmax(f)[2, 1]])
+    assert_allclose(logs["loss"], labeled_f + 0.7 * (labeled_z + kl),
+                    rtol=1e-5)
+    # Not `multiplier * clean loss`: the term sees the neighbours.
+    assert abs(labeled_z - labeled_f) > 0.1
+    restored = GraphRegularization.from_config(model.get_config())
+    assert restored.graph_reg_config.propagation_config == (
+        configs.PropagationConfig(0.25, 0.5))
+
+
+def test_propagation_errors():
+    config = configs.make_graph_reg_config(max_neighbors=1,
+                                           propagation_self_weight=0.1)
+    with pytest.raises(ValueError, match="embedding_layer"):
+        GraphRegularization(_hidden_model(), config, embedding_layer="hidden")

@@ -19,6 +19,8 @@ from neural_structured_learning.lib.neighbors import unpack_neighbor_features
 from neural_structured_learning.lib.norms import maximize_within_unit_norm
 from neural_structured_learning.lib.norms import normalize
 from neural_structured_learning.lib.norms import project_to_ball
+from neural_structured_learning.lib.propagation import distillation_loss
+from neural_structured_learning.lib.propagation import neighborhood_prediction
 from neural_structured_learning.lib.regularizer import adv_regularizer
 from neural_structured_learning.lib.regularizer import virtual_adv_regularizer
 from neural_structured_learning.lib.sampling import random_in_norm_ball
@@ -29,11 +31,13 @@ __all__ = [
     "adv_regularizer",
     "apply_feature_mask",
     "decay_over_time",
+    "distillation_loss",
     "gen_adv_neighbor",
     "get_target_indices",
     "jensen_shannon_divergence",
     "kl_divergence",
     "maximize_within_unit_norm",
+    "neighborhood_prediction",
     "neighbor_info_nce",
     "normalize",
     "pairwise_distance_wrapper",

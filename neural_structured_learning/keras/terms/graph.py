@@ -4,7 +4,9 @@
 
 (or, with `graph_reg_config.contrastive_config`, `multiplier` times the
 InfoNCE loss of `nsl.lib.neighbor_info_nce`, the batch's other samples as
-negatives)
+negatives; with `graph_reg_config.propagation_config`, `multiplier` times
+the labeled loss of the neighbourhood's averaged prediction plus its
+distillation into the model, `nsl.configs.PropagationConfig`)
 
 where `x_ij` is the `j`-th neighbour of sample `i` (at most `max_neighbors`),
 `w_ij` its edge weight (0 for padding), `h` the regularized tensor (the base
@@ -31,6 +33,7 @@ from neural_structured_learning.keras.terms import _term
 from neural_structured_learning.lib import contrastive as contrastive_lib
 from neural_structured_learning.lib import distances
 from neural_structured_learning.lib import neighbors as lib_neighbors
+from neural_structured_learning.lib import propagation as propagation_lib
 
 NEIGHBOR_PASSES = ("batched", "separate")
 
@@ -93,6 +96,12 @@ class GraphTerm(_term.Term):
             raise ValueError(
                 f"`neighbor_pass` must be one of {list(NEIGHBOR_PASSES)}. "
                 f"Received: neighbor_pass={neighbor_pass!r}")
+        if (graph_reg_config.propagation_config is not None
+                and embedding_layer is not None):
+            raise ValueError(
+                "`propagation_config` averages and distils the base model's "
+                "predictions; it cannot regularize `embedding_layer` "
+                f"{embedding_layer!r}. Pass embedding_layer=None.")
         self.graph_reg_config = graph_reg_config
         self.embedding_layer = embedding_layer
         self.regularized_layer = embedding_layer
@@ -214,6 +223,9 @@ class GraphTerm(_term.Term):
                 nbrs, training))
         weights = _expand_weights(ops.cast(weights, "float32"),
                                   len(targets.shape))
+        if self.graph_reg_config.propagation_config is not None:
+            return self.graph_reg_config.multiplier * self._propagation_loss(
+                model, step.batch, sources, targets, weights)
         contrastive = self.graph_reg_config.contrastive_config
         if contrastive is not None:
             graph_loss = contrastive_lib.neighbor_info_nce(
@@ -227,3 +239,14 @@ class GraphTerm(_term.Term):
             distance_config=self.graph_reg_config.distance_config)
         return self.graph_reg_config.multiplier * ops.cast(graph_loss,
                                                            "float32")
+
+    def _propagation_loss(self, model, batch, sources, targets, weights):
+        """`labeled_loss(y, z) + KL(q || p)` (`PropagationConfig`)."""
+        config = self.graph_reg_config.propagation_config
+        prediction = propagation_lib.neighborhood_prediction(
+            sources, targets, weights, config.self_weight)
+        labeled = model.labeled_loss(batch, ops.cast(prediction,
+                                                     sources.dtype))
+        distilled = propagation_lib.distillation_loss(
+            prediction, sources, model.loss_from_logits(), config.temperature)
+        return ops.cast(labeled, "float32") + distilled
