@@ -24,6 +24,7 @@ Usage:
         python benchmarks/graph_planetoid_benchmark.py \
         [--datasets cora citeseer] [--seeds 0 1 2] [--json out.json] \
         [--models mlp nsl14 new gcn] [--new_multiplier 1.0] ...
+    python benchmarks/graph_planetoid_benchmark.py --report a.json b.json
 """
 
 import argparse
@@ -86,6 +87,32 @@ def table(results, models):
     return "\n".join(lines)
 
 
+def backend_table(raws, dataset):
+    """Markdown rows: test accuracy of each model (rows) per backend
+    (columns), from several runs' `--json` files, for one dataset."""
+    cells = {}
+    for raw in raws:
+        for model, runs in raw["results"].get(dataset, {}).items():
+            cells.setdefault(model, {}).setdefault(raw["backend"], []).extend(
+                100 * r["test_accuracy"] for r in runs)
+    backends = [b for b in ("tensorflow", "jax", "torch")
+                if any(b in by_backend for by_backend in cells.values())]
+    if not backends:
+        return "(no results)"
+    lines = ["| model | " + " | ".join(backends) + " |",
+             "|---|" + "---|" * len(backends)]
+    for model in MODELS:
+        if model not in cells:
+            continue
+        row = []
+        for backend in backends:
+            values = np.array(cells[model].get(backend, []))
+            row.append(f"{values.mean():.2f} ± {values.std():.2f} "
+                       f"({len(values)})" if len(values) else "-")
+        lines.append(f"| {MODELS[model]} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data_dir", default=None)
@@ -97,11 +124,23 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=None,
                         help="override the MLPs' epochs (default: theirs)")
     parser.add_argument("--json", default=None, help="write raw results here")
+    parser.add_argument("--report", nargs="+", default=None,
+                        help="run nothing: print a model x backend table "
+                        "per dataset from these --json files")
     # --new_<name> for every hyper-parameter of the example; defaults: the
     # example's DEFAULTS updated with NEW_CONFIG.
     new_defaults = dict(graph_mlp_planetoid.DEFAULTS, **NEW_CONFIG)
     graph_mlp_planetoid.add_hparam_flags(parser, new_defaults, "new_")
     args = parser.parse_args(argv)
+    if args.report:
+        raws = []
+        for path in args.report:
+            with open(path, encoding="utf-8") as f:
+                raws.append(json.load(f))
+        print("Test accuracy (%), mean ± std (seeds):")
+        for dataset in args.datasets:
+            print(f"\n### {dataset}\n\n{backend_table(raws, dataset)}")
+        return
     new_hparams = {name: getattr(args, f"new_{name}")
                    for name in new_defaults}
     print(f"backend={keras.backend.backend()} new config: {new_hparams}",

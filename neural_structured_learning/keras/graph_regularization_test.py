@@ -492,9 +492,12 @@ def test_unlabeled_rows_train_the_graph_loss_only():
     assert config_round_trip.unlabeled_label == -1
 
 
-def test_propagation_graph_loss():
+@pytest.mark.parametrize("from_logits", [True, False])
+def test_propagation_graph_loss(from_logits):
     # PropagationConfig: multiplier * (CE(y, z) on labeled rows + mean over
-    # every row of KL(softmax(z) || softmax(f))), z the neighbourhood mean.
+    # every row of KL(sharpen(z) || p)), z the neighbourhood mean of the
+    # outputs (logits, or softmax probabilities with from_logits=False, as
+    # the NSL tutorials' models).
     from neural_structured_learning.keras import neighbor_batches  # pylint: disable=import-outside-toplevel
     features = f32([[1, 0], [0, 1], [1, 1], [2, -1]])
     labels = np.array([0, -1, 1, -1])
@@ -509,28 +512,31 @@ def test_propagation_graph_loss():
     kernel = f32([[1.0, -1.0], [0.5, 2.0]])
     inputs = keras.Input((2,), name="feature")
     base = keras.Model(inputs, keras.layers.Dense(
-        2, use_bias=False,
+        2, use_bias=False, activation=None if from_logits else "softmax",
         kernel_initializer=keras.initializers.Constant(kernel))(inputs))
     model = GraphRegularization(base, config, unlabeled_label=-1)
     model.compile(keras.optimizers.SGD(0.0), loss=keras.losses.
-                  SparseCategoricalCrossentropy(from_logits=True))
+                  SparseCategoricalCrossentropy(from_logits=from_logits))
     logs = model.evaluate(data, verbose=0, return_dict=True)
-
-    f = features @ kernel
-    neighbors = {0: ([1, 2], [1.0, 3.0]), 1: ([0], [2.0]), 2: ([3], [1.0]),
-                 3: ([2], [1.0])}
-    z = np.stack([0.25 * f[i] + 0.75 * np.average(f[n], axis=0, weights=w)
-                  for i, (n, w) in sorted(neighbors.items())])
 
     def log_softmax(x):
         return x - np.log(np.exp(x).sum(-1, keepdims=True))
 
-    labeled_z = -np.mean([log_softmax(z)[0, 0], log_softmax(z)[2, 1]])
-    q = np.exp(log_softmax(z / 0.5))  # Sharpened by the temperature.
-    kl = np.mean(np.sum(q * (np.log(q) - log_softmax(f)), -1))
+    f = features @ kernel
+    if not from_logits:
+        f = np.exp(log_softmax(f))
+    neighbors = {0: ([1, 2], [1.0, 3.0]), 1: ([0], [2.0]), 2: ([3], [1.0]),
+                 3: ([2], [1.0])}
+    z = np.stack([0.25 * f[i] + 0.75 * np.average(f[n], axis=0, weights=w)
+                  for i, (n, w) in sorted(neighbors.items())])
+    log_z, log_f = ((log_softmax(z), log_softmax(f)) if from_logits
+                    else (np.log(z), np.log(f)))
+    labeled_z = -np.mean([log_z[0, 0], log_z[2, 1]])
+    q = np.exp(log_softmax(log_z / 0.5))  # Sharpened by the temperature.
+    kl = np.mean(np.sum(q * (np.log(q) - log_f), -1))
     assert_allclose(logs["scaled_graph_loss"], 0.7 * (labeled_z + kl),
                     rtol=1e-5)
-    labeled_f = -np.mean([log_softmax(f)[0, 0], log_softmax(f)[2, 1]])
+    labeled_f = -np.mean([log_f[0, 0], log_f[2, 1]])
     assert_allclose(logs["loss"], labeled_f + 0.7 * (labeled_z + kl),
                     rtol=1e-5)
     # Not `multiplier * clean loss`: the term sees the neighbours.
@@ -545,3 +551,39 @@ def test_propagation_errors():
                                            propagation_self_weight=0.1)
     with pytest.raises(ValueError, match="embedding_layer"):
         GraphRegularization(_hidden_model(), config, embedding_layer="hidden")
+
+
+def test_propagation_carries_labels_to_unlabeled_nodes():
+    # Two cliques of 8 nodes, one labeled node each, features that say
+    # nothing about the class. Trained on the labeled nodes alone, the MLP
+    # guesses the others; with the propagation loss on every node, the
+    # labels reach the unlabeled nodes of each clique through z.
+    from neural_structured_learning.keras import neighbor_batches  # pylint: disable=import-outside-toplevel
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(16, 6)).astype("float32")
+    classes = np.repeat([0, 1], 8)
+    labels = np.full(16, -1)
+    labels[[0, 8]] = [0, 1]
+    pairs = [(i, j) for c in (0, 8) for i in range(c, c + 8)
+             for j in range(c, c + 8) if i != j]
+    edges = tuple(np.array(e) for e in zip(*pairs))
+    config = configs.make_graph_reg_config(
+        max_neighbors=7, multiplier=1.0, propagation_self_weight=0.1)
+    data = neighbor_batches.NeighborBatchDataset(
+        features, labels, edges, config.neighbor_config, seeds="all",
+        unlabeled_label=-1, batch_size=16, seed=0)
+    accuracy = {}
+    for name, graph in (("plain", False), ("propagation", True)):
+        keras.utils.set_random_seed(0)
+        base = keras.Sequential([keras.Input((6,), name="feature"),
+                                 keras.layers.Dense(16, "relu"),
+                                 keras.layers.Dense(2)])
+        model = GraphRegularization(
+            base, config if graph else None, unlabeled_label=-1)
+        model.compile(keras.optimizers.Adam(0.05), loss=keras.losses.
+                      SparseCategoricalCrossentropy(from_logits=True))
+        model.fit(data, epochs=60, verbose=0)
+        predicted = to_numpy(base(features)).argmax(-1)
+        accuracy[name] = np.mean(predicted == classes)
+    assert accuracy["propagation"] == 1.0, accuracy
+    assert accuracy["plain"] < 0.9, accuracy
