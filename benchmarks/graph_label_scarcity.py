@@ -69,11 +69,13 @@ def scarce_split(data, labels_per_class, seed):
                                     "train": np.sort(np.concatenate(train))})
 
 
-def run(model, data, seed, epochs=None):
+def run(model, data, seed, epochs=None, temperature=None):
     if model == "gcn":
         return gcn_baseline.run_gcn(data, seed=seed)
     hparams = (graph_mlp_planetoid.RECIPES["propagation"] if model == "new"
                else {})
+    if model == "new" and temperature is not None:
+        hparams = dict(hparams, propagation_temperature=temperature)
     if epochs:
         hparams = dict(hparams, epochs=epochs)
     return graph_mlp_planetoid.run(data, graph_regularized=model != "mlp",
@@ -113,7 +115,7 @@ def plot(results, models, ks, path):
     ax.set_xlabel("labels per class (Cora)")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper left", fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     print(f"wrote {path}")
@@ -132,11 +134,20 @@ def main(argv=None):
                         help="override every model's epochs (quick runs)")
     parser.add_argument("--json", default=None)
     parser.add_argument("--png", default=None)
+    parser.add_argument("--propagation_temperature", type=float,
+                        default=None, help="override the propagation "
+                        "recipe's temperature (model 'new')")
     parser.add_argument("--include_json", nargs="*", default=[],
                         help="earlier runs' --json files: their results "
                         "join this run's in the table and the PNG (e.g. "
                         "to add one model to a finished run)")
     args = parser.parse_args(argv)
+    if args.propagation_temperature is not None and "new" in args.models:
+        # Its own row, beside the recipe's (e.g. from --include_json).
+        key = f"new_t{args.propagation_temperature:g}"
+        MODELS[key] = (f"graph-reg MLP (propagation, "
+                       f"T={args.propagation_temperature:g})")
+        args.models = [key if m == "new" else m for m in args.models]
     data = datasets.load_planetoid(datasets.data_dir(args.data_dir), "cora")
     if args.epochs:
         gcn_baseline.DEFAULTS["epochs"] = args.epochs
@@ -147,7 +158,9 @@ def main(argv=None):
         for seed in args.seeds:
             split = scarce_split(data, k, seed)
             for model in args.models:
-                result = run(model, split, seed, args.epochs)
+                result = run("new" if model.startswith("new") else model,
+                             split, seed, args.epochs,
+                             args.propagation_temperature)
                 results.append(dict(result, model=model, k=k, seed=seed,
                                     backend=keras.config.backend()))
                 print(f"[{len(results)}/{total}, {time.time() - start:.0f} s]"

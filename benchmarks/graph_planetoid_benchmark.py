@@ -50,7 +50,7 @@ NEW_CONFIG = graph_mlp_planetoid.RECIPES["propagation"]
 MODELS = {
     "mlp": "MLP",
     "nsl14": "graph-reg MLP (NSL 1.4 defaults)",
-    "new": "graph-reg MLP (new config)",
+    "new": "graph-reg MLP (propagation)",
     "gcn": "GCN (Kipf & Welling)",
 }
 
