@@ -3,14 +3,16 @@ r"""AutoAttack-style evaluation: agreement with torchattacks, and MNIST models.
 Two commands (run from the repository root):
 
     # Digits MLP (offline data, scikit-learn weights; the model of
-    # tests/autoattack_worker.py): our APGD-CE, APGD-T, Square and ensemble
-    # on every backend, and torchattacks (pip install --no-deps
+    # tests/autoattack_worker.py): our APGD-CE, APGD-T, FAB-T, Square and
+    # the ensemble on every backend, and torchattacks (pip install --no-deps
     # torchattacks) on the same Keras model under PyTorch.
     python benchmarks/autoattack_benchmark.py digits --n 500 \
         --json out/autoattack_digits.json
 
     # The MNIST CNNs of benchmarks/robustness_benchmark.py (`train` first):
-    # clean, PGD-40 and the ensemble (APGD-CE, APGD-T, Square) per radius.
+    # clean, PGD-40 and the ensemble (APGD-CE, APGD-T, FAB-T, Square) per
+    # radius; with KERAS_BACKEND=torch and --torchattacks also the same
+    # ensemble built from torchattacks' attacks, same model and examples.
     python benchmarks/autoattack_benchmark.py mnist --n_eval 1000 \
         --eps 0.1 0.2 0.3 --models base pgd-ar
 
@@ -42,6 +44,8 @@ def digits_runs(square_seeds, square_queries):
              for eps in (0.05, 0.1) for seed in range(square_seeds)]
     runs += [f"square l2 1.0 {square_queries} {seed}"
              for seed in range(square_seeds)]
+    runs += [f"fab-t {norm} {eps} 100 0" for norm, eps in (
+        ("infinity", 0.05), ("infinity", 0.1), ("l2", 0.5))]
     runs += ["autoattack infinity 0.1 100 0", "autoattack l2 0.5 100 0"]
     return runs
 
@@ -109,7 +113,7 @@ def mnist(args):
     _, _, x, y = robustness_benchmark.load("mnist", args.data_dir,
                                            train=False)
     x, y = x[:args.n_eval], y[:args.n_eval]
-    rows = []
+    rows, reference = [], []
     for name in args.models:
         path = os.path.join(args.models_dir, f"mnist_{name}.keras")
         model = keras.models.load_model(path, compile=False)
@@ -129,11 +133,67 @@ def mnist(args):
                               for a in result.attacks)
                   + f"; worst case {result.robust_accuracy:.4f}",
                   flush=True)
+            if args.torchattacks:
+                begin = time.perf_counter()
+                theirs = torchattacks_autoattack(model, x, y, eps)
+                reference.append({
+                    "model": name, "eps": eps, "n": len(x),
+                    "ours": result.robust_accuracy, "torchattacks": theirs,
+                    "ours_seconds": sum(a["seconds"]
+                                        for a in result.attacks),
+                    "torchattacks_seconds": time.perf_counter() - begin})
+                print(f"  torchattacks (the same ensemble): {theirs:.4f} "
+                      f"({reference[-1]['torchattacks_seconds']:.0f} s)",
+                      flush=True)
     print(nsl.evaluation.to_markdown(rows))
+    if reference:
+        print("| model | eps | n | ours | torchattacks | ours - theirs |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for r in reference:
+            print(f"| {r['model']} | {r['eps']:g} | {r['n']} | "
+                  f"{100 * r['ours']:.1f} | {100 * r['torchattacks']:.1f} | "
+                  f"{100 * (r['ours'] - r['torchattacks']):+.1f} |")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"rows": rows, "backend": keras.config.backend()}, f,
+            json.dump({"rows": rows, "torchattacks": reference,
+                       "backend": keras.config.backend(),
+                       "load": os.getloadavg()[0]}, f,
                       indent=1, default=str)
+
+
+def torchattacks_autoattack(model, x, y, eps):
+    """Robust accuracy of AutoAttack's 'standard' ensemble (L-inf, 100
+    steps, 5000 queries) built from torchattacks' attacks, on a
+    channels-last Keras model under the PyTorch backend. torchattacks' Square
+    reads images as (n, c, h, w), so it attacks channels-first copies
+    through a module that transposes them back."""
+    # pylint: disable=import-outside-toplevel
+    import autoattack_worker  # pylint: disable=import-error
+    import keras
+    import torch
+    if keras.config.backend() != "torch":
+        raise SystemExit("--torchattacks needs KERAS_BACKEND=torch")
+
+    class ChannelsFirst(torch.nn.Module):
+
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, images):
+            return self.inner(images.permute(0, 2, 3, 1))
+
+    wrapped = ChannelsFirst(model).eval()
+    attack = autoattack_worker.standard_ensemble(wrapped, "Linf", eps, 100, 0)
+    robust = []
+    for start in range(0, len(x), 500):
+        xb = torch.tensor(x[start:start + 500]).permute(0, 3, 1, 2)
+        yb = torch.tensor(y[start:start + 500]).long()
+        adv = attack(xb, yb)
+        with torch.no_grad():
+            robust.append(((wrapped(adv).argmax(1) == yb)
+                           & (wrapped(xb).argmax(1) == yb)).numpy())
+    return float(np.concatenate(robust).mean())
 
 
 def main(argv=None):
@@ -154,6 +214,9 @@ def main(argv=None):
     m.add_argument("--n_eval", type=int, default=1000)
     m.add_argument("--batch_size", type=int, default=500)
     m.add_argument("--progress", action="store_true", default=None)
+    m.add_argument("--torchattacks", action="store_true",
+                   help="also the ensemble of torchattacks' attacks "
+                   "(KERAS_BACKEND=torch)")
     m.add_argument("--json")
     args = parser.parse_args(argv)
     if args.command == "digits":

@@ -52,6 +52,12 @@ customary smaller radius, eps 0.1, and has no fgsm-ar model):
            [0, 1]; Adam 1e-3, batch 128; the radius ramps up linearly over the
            first `--ramp_epochs` epochs; trains for `--epochs` epochs or until
            `--budget_minutes` run out (checked after every batch).
+  trades   TRADES (Zhang et al., 2019; `nsl.keras.terms.TradesTerm`): the
+           clean loss plus `--trades_beta` (6, the paper's) times
+           KL(p(x) || p(x')), x' the PGD-`--pgd_steps` maximiser of that KL
+           (the term's small Gaussian start, step 2.5 eps / steps); the
+           pgd-ar schedule otherwise (batch 128, ramp, epochs, budget). Not
+           in the default `--models`: `train --models trades`.
 
 `evaluate` runs FGSM and PGD-40 (L-inf; `--eval_steps` steps, `--restarts`
 random restarts, default 1) at several radii on the first `--n_eval` test
@@ -82,7 +88,9 @@ import numpy as np
 
 DATASETS = {"mnist": 0.3, "fashion_mnist": 0.1}  # name: training eps.
 EVAL_EPS = {"mnist": (0.1, 0.2, 0.3), "fashion_mnist": (0.05, 0.1, 0.2)}
-MODELS = ("base", "fgsm-ar", "pgd-ar")
+MODELS = ("base", "fgsm-ar", "pgd-ar", "trades")
+# Trained and evaluated unless --models says otherwise.
+DEFAULT_MODELS = ("base", "fgsm-ar", "pgd-ar")
 
 
 # -- Data and models. --------------------------------------------------------
@@ -220,8 +228,8 @@ def train(args, dataset):
             meta.update(epochs=epochs, batch_size=32, multiplier=0.2,
                         adv_step_size=0.2)
         else:
-            meta.update(_train_pgd(args, dataset, keras, nsl, cnn, loss,
-                                   x_train, y_train))
+            meta.update(_train_robust(args, dataset, keras, nsl, cnn, loss,
+                                      x_train, y_train, name))
         meta.update(train_seconds=round(time.time() - start, 1),
                     train_cpu_seconds=round(_cpu_seconds() - cpu, 1),
                     load_after=os.getloadavg()[0])
@@ -231,24 +239,45 @@ def train(args, dataset):
         print(json.dumps(meta))
 
 
-def _train_pgd(args, dataset, keras, nsl, cnn, loss, x_train, y_train):
+def _train_robust(args, dataset, keras, nsl, cnn, loss, x_train, y_train,
+                  name):
+    """pgd-ar or trades: PGD-k neighbours, the radius ramped up."""
     eps, k = DATASETS[dataset], args.pgd_steps
+    if name == "pgd-ar":
+        def config(radius):
+            return nsl.configs.make_adv_reg_config(
+                multiplier=1.0, adv_grad_norm="infinity",
+                adv_step_size=2.5 * radius / k, pgd_iterations=k,
+                pgd_epsilon=radius, random_init=True, clip_value_min=0.0,
+                clip_value_max=1.0)
 
-    def config(radius):
-        return nsl.configs.make_adv_reg_config(
-            multiplier=1.0, adv_grad_norm="infinity",
-            adv_step_size=2.5 * radius / k, pgd_iterations=k,
-            pgd_epsilon=radius, random_init=True, clip_value_min=0.0,
-            clip_value_max=1.0)
+        model = nsl.keras.AdversarialRegularization(
+            cnn, label_keys=["label"], adv_config=config(eps),
+            seed=args.seed)
 
-    model = nsl.keras.AdversarialRegularization(
-        cnn, label_keys=["label"], adv_config=config(eps), seed=args.seed)
+        def set_radius(radius):
+            model.adv_config = config(radius)
+        recipe = {"multiplier": 1.0}
+    else:
+        def config(radius):
+            return nsl.keras.terms.trades_config(
+                epsilon=radius, step_size=2.5 * radius / k, steps=k,
+                beta=args.trades_beta)
+
+        term = nsl.keras.terms.TradesTerm(config(eps))
+        model = nsl.keras.RegularizedModel(cnn, terms=[term],
+                                           label_keys=["label"],
+                                           seed=args.seed)
+
+        def set_radius(radius):
+            term.adv_config = config(radius)
+        recipe = {"beta": args.trades_beta}
     model.compile(keras.optimizers.Adam(1e-3), loss, metrics=["accuracy"])
     budget = _Budget(keras, args.budget_minutes * 60)
     schedule = []
     for epoch in range(args.epochs):
         radius = eps * min(1.0, (epoch + 1) / max(1, args.ramp_epochs))
-        model.adv_config = config(radius)
+        set_radius(radius)
         model.make_train_function(force=True)  # The radius is traced in.
         print(f"epoch {epoch + 1}: eps {radius:.3f}", flush=True)
         model.fit({"image": x_train, "label": y_train}, batch_size=128,
@@ -258,8 +287,8 @@ def _train_pgd(args, dataset, keras, nsl, cnn, loss, x_train, y_train):
             break
     return dict(epochs_run=len(schedule), eps_schedule=schedule,
                 steps=budget.steps, budget_exhausted=budget.exhausted,
-                batch_size=128, multiplier=1.0, pgd_steps=k,
-                train_eps=eps, budget_minutes=args.budget_minutes)
+                batch_size=128, pgd_steps=k, train_eps=eps,
+                budget_minutes=args.budget_minutes, **recipe)
 
 
 # -- Evaluation. -------------------------------------------------------------
@@ -491,7 +520,7 @@ def main(argv=None):
     parser.add_argument("--dataset", nargs="+", default=["mnist"],
                         choices=list(DATASETS))
     parser.add_argument("--data_dir", default=os.environ.get("NSL_DATA_DIR"))
-    parser.add_argument("--models", nargs="+", default=list(MODELS),
+    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS),
                         choices=MODELS)
     parser.add_argument("--models_dir", default="out/robustness/models")
     parser.add_argument("--results_dir", default="out/robustness",
@@ -505,6 +534,8 @@ def main(argv=None):
                         help="base and fgsm-ar: epochs (the tutorial's 5)")
     parser.add_argument("--budget_minutes", type=float, default=60.0,
                         help="pgd-ar: training time budget")
+    parser.add_argument("--trades_beta", type=float, default=6.0,
+                        help="trades: weight of the KL term")
     parser.add_argument("--pgd_steps", type=int, default=7,
                         help="pgd-ar: PGD steps in training")
     parser.add_argument("--ramp_epochs", type=int, default=2,

@@ -1,4 +1,4 @@
-"""Our APGD-CE, APGD-T and Square agree across TensorFlow, JAX and PyTorch.
+"""Our APGD-CE, APGD-T, FAB-T and Square agree across TensorFlow, JAX and PyTorch.
 
 The digits MLP of `autoattack_worker.py` (scikit-learn weights, 200
 held-out examples) is attacked under each backend in a subprocess; the
@@ -21,7 +21,8 @@ BACKENDS = ("tensorflow", "jax", "torch")
 POINTS = 0.005  # 0.5 percentage points.
 BACKEND_RUNS = ["apgd-ce infinity 0.1 50 0", "apgd-t infinity 0.1 10 0",
                 "apgd-ce l2 0.5 30 0", "square infinity 0.1 200 0",
-                "square l2 1.0 100 0"]
+                "square l2 1.0 100 0", "fab-t infinity 0.1 20 0",
+                "fab-t l2 0.5 20 0"]
 
 
 def test_backends_agree(tmp_path):

@@ -1,12 +1,13 @@
-"""Runs APGD-CE, APGD-T and Square on a digits MLP under one Keras backend.
+"""Runs APGD-CE, APGD-T, FAB-T and Square on a digits MLP under one Keras backend.
 
 Usage: autoattack_worker.py WEIGHTS.npz OUTPUT.npz [--torchattacks]
 
 WEIGHTS.npz holds the MLP's weights (`w0`, `b0`, `w1`, `b1`, input shape
 `(1, 8, 8)`, channels first) and the examples `x`, `y`, and `runs`, one line
 per run: 'attack norm eps steps_or_queries seed' (attack: apgd-ce, apgd-t,
-square, or autoattack: our ensemble with APGD at that many steps and Square
-at 5000 queries, vs torchattacks' AutoAttack 'standard', which adds FAB-T).
+fab-t, square, or autoattack: our ensemble, 'standard' with APGD and FAB-T
+at that many steps and Square at 5000 queries, vs the same ensemble built
+from torchattacks' attacks, `standard_ensemble`).
 For each run the output has
 `ours/<run>` (robust flags of our attack) and, with `--torchattacks` (PyTorch
 backend only), `torchattacks/<run>` from the same model.
@@ -24,6 +25,7 @@ import keras  # pylint: disable=wrong-import-position
 from neural_structured_learning.evaluation import (
     _apgd,  # pylint: disable=wrong-import-position
     _autoattack,  # pylint: disable=wrong-import-position
+    _fab,  # pylint: disable=wrong-import-position
     _square,  # pylint: disable=wrong-import-position
 )
 
@@ -85,6 +87,9 @@ def ours(model, x, y, attack, norm, eps, budget, seed):
     if attack == "apgd-t":
         return _apgd.apgd_targeted(model, x, y, eps, norm, steps=budget,
                                    **common).robust
+    if attack == "fab-t":
+        return _fab.fab_targeted(model, x, y, eps, norm, steps=budget,
+                                 **common).robust
     if attack == "autoattack":
         return _autoattack.autoattack(
             model, x, y, eps, norm, steps=budget,
@@ -103,10 +108,12 @@ def reference(model, x, y, attack, norm, eps, budget, seed):
     elif attack == "apgd-t":
         att = torchattacks.APGDT(model, norm=name, eps=eps, steps=budget,
                                  n_restarts=1, seed=seed, n_classes=10)
+    elif attack == "fab-t":
+        att = torchattacks.FAB(model, norm=name, eps=eps, steps=budget,
+                               n_restarts=1, multi_targeted=True,
+                               n_classes=10, seed=seed)
     elif attack == "autoattack":
-        att = torchattacks.AutoAttack(model, norm=name, eps=eps,
-                                      version="standard", n_classes=10,
-                                      seed=seed)
+        att = standard_ensemble(model, name, eps, budget, seed)
     else:
         att = torchattacks.Square(model, norm=name, eps=eps,
                                   n_queries=budget, n_restarts=1, seed=seed)
@@ -115,6 +122,24 @@ def reference(model, x, y, attack, norm, eps, budget, seed):
     with torch.no_grad():
         return (model(adv).argmax(1) == yt).cpu().numpy() & (
             model(xt).argmax(1) == yt).cpu().numpy()
+
+
+def standard_ensemble(model, norm, eps, steps, seed, n_classes=10):
+    """AutoAttack's 'standard' ensemble from torchattacks' attacks, at the
+    published budget. (torchattacks' own `AutoAttack(version='standard')`
+    leaves APGD, APGD-T and FAB at their default 10 steps, not AutoAttack's
+    100, and is weaker.) `norm`: 'Linf' or 'L2'."""
+    import torchattacks  # pylint: disable=import-outside-toplevel
+    return torchattacks.MultiAttack([
+        torchattacks.APGD(model, norm=norm, eps=eps, steps=steps,
+                          n_restarts=1, seed=seed, loss="ce"),
+        torchattacks.APGDT(model, norm=norm, eps=eps, steps=steps,
+                           n_restarts=1, seed=seed, n_classes=n_classes),
+        torchattacks.FAB(model, norm=norm, eps=eps, steps=steps,
+                         n_restarts=1, multi_targeted=True,
+                         n_classes=n_classes, seed=seed),
+        torchattacks.Square(model, norm=norm, eps=eps, n_queries=5000,
+                            n_restarts=1, seed=seed)])
 
 
 def main(argv):

@@ -1,4 +1,4 @@
-"""AutoAttack-style ensemble: APGD-CE, APGD-T and Square, worst case per
+"""AutoAttack's ensemble: APGD-CE, APGD-T, FAB-T and Square, worst case per
 example (Croce and Hein, 2020, https://arxiv.org/abs/2003.01690).
 
 Each attack runs only on the examples that every earlier attack failed on,
@@ -14,18 +14,17 @@ import numpy as np
 
 from neural_structured_learning.evaluation import _apgd
 from neural_structured_learning.evaluation import _attacks
+from neural_structured_learning.evaluation import _fab
 from neural_structured_learning.evaluation import _square
 from neural_structured_learning.evaluation import _validation
 
-ATTACKS = ("apgd-ce", "apgd-dlr", "apgd-t", "square")
-# AutoAttack's 'standard' version is APGD-CE, APGD-T, FAB-T and Square;
-# FAB-T is not implemented here (it rarely fools an example APGD-T did not,
-# Croce and Hein 2020, table 2).
-STANDARD = {"infinity": ("apgd-ce", "apgd-t", "square"),
-            "l2": ("apgd-ce", "apgd-t", "square")}
+ATTACKS = ("apgd-ce", "apgd-dlr", "apgd-t", "fab-t", "square")
+# AutoAttack's 'standard' version, in its order.
+STANDARD = {"infinity": ("apgd-ce", "apgd-t", "fab-t", "square"),
+            "l2": ("apgd-ce", "apgd-t", "fab-t", "square")}
 _LABELS = {"infinity": "Linf", "l2": "L2"}
 _NAMES = {"apgd-ce": "APGD-CE", "apgd-dlr": "APGD-DLR", "apgd-t": "APGD-T",
-          "square": "Square"}
+          "fab-t": "FAB-T", "square": "Square"}
 
 
 @dataclasses.dataclass
@@ -103,10 +102,11 @@ def autoattack(model, x, y, eps, norm="infinity", *, attacks=None,
 
     Runs `attacks` in order, each only on the examples still classified
     correctly (clean and under every earlier attack); an example is robust
-    if no attack fooled it. The default is AutoAttack's 'standard' version
-    without FAB-T: APGD-CE (`apgd`, 100 steps), APGD-T (`apgd_targeted`, 9
-    target classes x 100 steps) and Square (`square`, 5000 queries;
-    in L2 it needs images of >= 5 x 5 pixels).
+    if no attack fooled it. The default is AutoAttack's 'standard' version:
+    APGD-CE (`apgd`, 100 steps), APGD-T (`apgd_targeted`, 9 target classes
+    x 100 steps), FAB-T (`fab_targeted`, 9 target classes x 100 steps) and
+    Square (`square`, 5000 queries; in L2 it needs images of >= 5 x 5
+    pixels).
 
     Args:
         model: a Keras model (or callable) returning logits or
@@ -115,12 +115,13 @@ def autoattack(model, x, y, eps, norm="infinity", *, attacks=None,
         y: int labels `(n,)` or one-hot `(n, C)`.
         eps: radius of the ball.
         norm: 'infinity' (or 'linf') or 'l2'.
-        attacks: names among 'apgd-ce', 'apgd-dlr', 'apgd-t', 'square'
-            (default `STANDARD[norm]`). APGD-T is skipped for fewer than 4
-            classes (noted in `notes`).
-        steps: APGD iterations per restart.
-        restarts: APGD restarts (per target class for APGD-T).
-        n_target_classes: APGD-T target classes.
+        attacks: names among 'apgd-ce', 'apgd-dlr', 'apgd-t', 'fab-t',
+            'square' (default `STANDARD[norm]`). APGD-T is skipped for
+            fewer than 4 classes (noted in `notes`).
+        steps: APGD and FAB-T iterations per restart.
+        restarts: APGD and FAB-T restarts (per target class for APGD-T and
+            FAB-T).
+        n_target_classes: APGD-T and FAB-T target classes.
         n_queries: Square queries.
         clip: optional `(min, max)` of the valid input range.
         output: 'auto', 'logits' or 'probabilities'.
@@ -176,6 +177,13 @@ def autoattack(model, x, y, eps, norm="infinity", *, attacks=None,
             info = {"steps": steps, "restarts": restarts * min(
                 n_target_classes, scorer.num_classes - 1),
                         "loss": "dlr-targeted"}
+        elif name == "fab-t":
+            result = _fab.fab_targeted(
+                model, x, y, eps, norm, n_target_classes=n_target_classes,
+                steps=steps, restarts=restarts, robust=robust, **common)
+            info = {"steps": steps, "restarts": restarts * min(
+                n_target_classes, scorer.num_classes - 1),
+                        "loss": "minimal distance"}
         else:
             result = _square.square(model, x, y, eps, norm,
                                     n_queries=n_queries,
@@ -190,9 +198,6 @@ def autoattack(model, x, y, eps, norm="infinity", *, attacks=None,
             accuracy=float(robust.mean()), fooled=int(fooled.sum()),
             attacked=attacked, seconds=time.perf_counter() - begin,
             evaluations=result.evaluations, **info))
-    if "fab-t" not in names:
-        notes.append("FAB-T (part of AutoAttack's standard version) is not "
-                     "implemented")
     return AutoAttackResult(
         eps=eps, norm=norm, n=len(x), clean_accuracy=float(correct.mean()),
         robust_accuracy=float(robust.mean()), attacks=summary, x_adv=x_adv,

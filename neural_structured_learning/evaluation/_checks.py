@@ -144,7 +144,8 @@ def _black_box_vs_white_box(rows, tolerance):
     # missed, so Square's row is below the last gradient attack's row by
     # exactly the examples only the black-box attack fooled.
     for group in _autoattack_groups(rows).values():
-        white = [group[a] for a in ("apgd-ce", "apgd-t") if a in group]
+        white = [group[a] for a in ("apgd-ce", "apgd-t", "fab-t")
+                 if a in group]
         if "square" not in group or not white:
             continue
         a, b = rows[white[-1]], rows[group["square"]]

@@ -32,8 +32,8 @@ _FLAGS = [
                 "PGD step size (default 2.5 * eps / steps)"),
     _flags.Flag("restarts", int, 1, "PGD random restarts"),
     _flags.Flag("autoattack_eps", str, "",
-                "radii of the standard ensemble (APGD-CE, APGD-T, Square; "
-                "the worst case per example), comma-separated"),
+                "radii of the standard ensemble (APGD-CE, APGD-T, FAB-T, "
+                "Square; the worst case per example), comma-separated"),
     _flags.Flag("autoattack_norm", str, "infinity",
                 "the ensemble's norm", choices=("infinity", "l2")),
     _flags.Flag("autoattack_queries", int, 5000, "Square's query budget"),

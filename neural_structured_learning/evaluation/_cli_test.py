@@ -154,7 +154,7 @@ def test_autoattack_flags_square_beating_zero_gradients(tmp_path, capsys,
     with open(out, encoding="utf-8") as f:
         rows = json.load(f)
     ensemble = {r["attack"]: r for r in rows if r["purpose"] == "autoattack"}
-    assert set(ensemble) == {"apgd-ce", "square", "autoattack"}
+    assert set(ensemble) == {"apgd-ce", "fab-t", "square", "autoattack"}
     pgd = [r for r in rows if r["label"] == "PGD-3 Linf eps=0.2"][0]
     assert ensemble["autoattack"]["accuracy"] <= pgd["accuracy"] + 1 / 30
     if masked:

@@ -249,8 +249,8 @@ def evaluate_robustness(model, x, y, attacks=None, *, sources=None,
             every attack step (forward-backward pass); None: only when
             stderr is a terminal.
         autoattack_eps: radii at which to add the standard ensemble
-            (`autoattack`: APGD-CE, APGD-T, Square, each on the examples
-            still correct; white-box), the field's standard for a
+            (`autoattack`: APGD-CE, APGD-T, FAB-T, Square, each on the
+            examples still correct; white-box), the field's standard for a
             robustness claim. Rows: one per attack (accuracy after it) and
             the worst case ('AutoAttack ...'), purpose 'autoattack'; the
             sanity checks then also flag a black-box Square beating the

@@ -296,8 +296,9 @@ def test_autoattack_rows_reach_the_linear_optimum_and_are_checked():
         _linear(), X, Y, [_attacks.pgd(EPS, steps=4)], clip=(0.0, 1.0),
         autoattack_eps=[EPS], autoattack_queries=50, batch_size=60)
     ensemble = [r for r in rows if r["purpose"] == "autoattack"]
-    # APGD-T needs 4 classes (skipped here); APGD-CE, Square, worst case.
-    assert [r["attack"] for r in ensemble] == ["apgd-ce", "square",
+    # APGD-T needs 4 classes (skipped here); APGD-CE, FAB-T, Square, worst
+    # case.
+    assert [r["attack"] for r in ensemble] == ["apgd-ce", "fab-t", "square",
                                                "autoattack"]
     worst = ensemble[-1]
     assert worst["label"] == "AutoAttack Linf eps=0.1"
