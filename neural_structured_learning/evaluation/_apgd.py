@@ -274,17 +274,22 @@ def _apgd_run(scorer, x, y, loss_fn, eps, norm, steps, rho, clip, start,
             np.asarray(ops.convert_to_numpy(fooled)))
 
 
-def _check_common(eps, norm, steps, restarts, rho):
+def check_common(attack, eps, norm, steps, restarts):
+    """Validated `(eps, norm, steps, restarts)` of a gradient attack named
+    `attack` (L-inf or L2)."""
     eps = _attacks._check_eps(eps)  # pylint: disable=protected-access
     norm = _attacks.canonical_norm(norm)
     if norm not in _NORMS:
-        raise ValueError(f"APGD supports the 'infinity' and 'l2' norms. "
+        raise ValueError(f"{attack} supports the 'infinity' and 'l2' norms. "
                          f"Received: norm={norm!r}")
     steps = _core_validation.check_int("steps", steps, 1)
     restarts = _core_validation.check_int("restarts", restarts, 1)
+    return eps, norm, steps, restarts
+
+
+def _check_rho(rho):
     if not 0 < rho < 1:
         raise ValueError(f"`rho` must be in (0, 1). Received: rho={rho!r}")
-    return eps, norm, steps, restarts
 
 
 def setup(model, x, y, clip, output, batch_size):
@@ -293,6 +298,25 @@ def setup(model, x, y, clip, output, batch_size):
     scorer = Scorer(model, output, x[:batch_size])
     y = _validation.check_labels(y, len(x), scorer.num_classes)
     return scorer, x, y, clip, batch_size
+
+
+def begin(scorer, x, y, robust, batch_size):
+    """What every attack starts from: `(clean scores, clean-correct mask,
+    mask of the examples to attack (correct, and in `robust` if given), a
+    copy of x for the adversarial examples)`."""
+    clean = scorer.predict(x, batch_size)
+    correct = np.argmax(clean, -1) == y
+    still = correct.copy() if robust is None else (
+        correct & np.asarray(robust, bool))
+    return clean, correct, still, x.copy()
+
+
+def ranked_targets(clean, n_target_classes):
+    """The targets of APGD-T and FAB-T: for each round, the class each
+    example ranks 2nd, 3rd, ... on the clean input."""
+    ranked = np.argsort(-clean, axis=-1, kind="stable")
+    return [ranked[:, r].astype(np.int32)
+            for r in range(1, n_target_classes + 1)]
 
 
 def run_batches(scorer, x, y, robust, attack_batch, batch_size):
@@ -322,16 +346,13 @@ def batches_of(n, batch_size):
 def _attack(model, x, y, *, name, eps, norm, steps, restarts, rho, clip,
             output, batch_size, seed, progress, loss, n_target_classes,
             robust=None):
-    eps, norm, steps, restarts = _check_common(eps, norm, steps, restarts,
-                                               rho)
+    eps, norm, steps, restarts = check_common("APGD", eps, norm, steps,
+                                              restarts)
+    _check_rho(rho)
     scorer, x, y, clip, batch_size = setup(model, x, y, clip, output,
                                             batch_size)
-    begin = time.perf_counter()
-    clean = scorer.predict(x, batch_size)
-    correct = np.argmax(clean, -1) == y
-    robust = correct.copy() if robust is None else (
-        correct & np.asarray(robust, bool))
-    x_adv = x.copy()
+    started = time.perf_counter()
+    clean, correct, robust, x_adv = begin(scorer, x, y, robust, batch_size)
     rng = np.random.default_rng(seed)
     targeted = loss == "dlr-targeted"
     if targeted:
@@ -341,10 +362,7 @@ def _attack(model, x, y, *, name, eps, norm, steps, restarts, rho, clip,
                 f"model with {scorer.num_classes} classes.")
         n_target_classes = min(_core_validation.check_int(
             "n_target_classes", n_target_classes, 1), scorer.num_classes - 1)
-        # Targets: the classes ranked 2nd, 3rd, ... on the clean input.
-        ranked = np.argsort(-clean, axis=-1, kind="stable")
-        rounds = [ranked[:, r].astype(np.int32)
-                  for r in range(1, n_target_classes + 1)]
+        rounds = ranked_targets(clean, n_target_classes)
     else:
         rounds = [None]
     base = {"ce": ce_loss, "dlr": dlr_loss}.get(loss)
@@ -382,7 +400,7 @@ def _attack(model, x, y, *, name, eps, norm, steps, restarts, rho, clip,
         name=name, x_adv=x_adv, robust=robust,
         accuracy=float(robust.mean()), clean_accuracy=float(correct.mean()),
         evaluations=scorer.evaluations,
-        seconds=time.perf_counter() - begin)
+        seconds=time.perf_counter() - started)
 
 
 def apgd(model, x, y, eps, norm="infinity", *, loss="ce", steps=100,

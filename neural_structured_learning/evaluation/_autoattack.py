@@ -170,20 +170,15 @@ def autoattack(model, x, y, eps, norm="infinity", *, attacks=None,
                                 steps=steps, restarts=restarts,
                                 robust=robust, **common)
             info = {"steps": steps, "restarts": restarts, "loss": name[5:]}
-        elif name == "apgd-t":
-            result = _apgd.apgd_targeted(
-                model, x, y, eps, norm, n_target_classes=n_target_classes,
-                steps=steps, restarts=restarts, robust=robust, **common)
+        elif name in ("apgd-t", "fab-t"):
+            run, loss = ((_apgd.apgd_targeted, "dlr-targeted")
+                         if name == "apgd-t"
+                         else (_fab.fab_targeted, "minimal distance"))
+            result = run(model, x, y, eps, norm,
+                         n_target_classes=n_target_classes, steps=steps,
+                         restarts=restarts, robust=robust, **common)
             info = {"steps": steps, "restarts": restarts * min(
-                n_target_classes, scorer.num_classes - 1),
-                        "loss": "dlr-targeted"}
-        elif name == "fab-t":
-            result = _fab.fab_targeted(
-                model, x, y, eps, norm, n_target_classes=n_target_classes,
-                steps=steps, restarts=restarts, robust=robust, **common)
-            info = {"steps": steps, "restarts": restarts * min(
-                n_target_classes, scorer.num_classes - 1),
-                        "loss": "minimal distance"}
+                n_target_classes, scorer.num_classes - 1), "loss": loss}
         else:
             result = _square.square(model, x, y, eps, norm,
                                     n_queries=n_queries,

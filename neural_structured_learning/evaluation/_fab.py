@@ -33,7 +33,6 @@ from keras import ops
 from neural_structured_learning._core import progress as _progress
 from neural_structured_learning._core import validation as _core_validation
 from neural_structured_learning.evaluation import _apgd
-from neural_structured_learning.evaluation import _attacks
 
 _LABELS = {"infinity": "Linf", "l2": "L2"}
 _BIG = 1e12  # The reference's stand-in for an infinite ratio (L2).
@@ -297,13 +296,8 @@ def fab_targeted(model, x, y, eps, norm="infinity", *, n_target_classes=9,
         An `AttackResult` (`evaluations` counts model evaluations per
         batch, two per iteration).
     """
-    eps = _attacks._check_eps(eps)  # pylint: disable=protected-access
-    norm = _attacks.canonical_norm(norm)
-    if norm not in _LABELS:
-        raise ValueError(f"FAB-T supports the 'infinity' and 'l2' norms. "
-                         f"Received: norm={norm!r}")
-    steps = _core_validation.check_int("steps", steps, 1)
-    restarts = _core_validation.check_int("restarts", restarts, 1)
+    eps, norm, steps, restarts = _apgd.check_common("FAB-T", eps, norm,
+                                                    steps, restarts)
     for field, value, upper in (("alpha_max", alpha_max, 1.0),
                                 ("beta", beta, 1.0)):
         if not 0 < value <= upper:
@@ -317,20 +311,15 @@ def fab_targeted(model, x, y, eps, norm="infinity", *, n_target_classes=9,
     n_target_classes = min(_core_validation.check_int(
         "n_target_classes", n_target_classes, 1), scorer.num_classes - 1)
     begin = time.perf_counter()
-    clean = scorer.predict(x, batch_size)
-    correct = np.argmax(clean, -1) == y
-    still = correct.copy() if robust is None else (
-        correct & np.asarray(robust, bool))
-    x_adv = x.copy()
+    clean, correct, still, x_adv = _apgd.begin(scorer, x, y, robust,
+                                               batch_size)
     rng = np.random.default_rng(seed)
-    ranked = np.argsort(-clean, axis=-1, kind="stable")
     name = f"FAB-T {_LABELS[norm]} eps={eps:g}"
     initial = _apgd.batches_of(int(still.sum()), batch_size)
     total = n_target_classes * restarts * steps * initial
     with _progress.progress_bar(total=total, desc=name, unit="step",
                                 unit_scale=False, enabled=progress) as bar:
-        for rank in range(1, n_target_classes + 1):
-            targets = ranked[:, rank].astype(np.int32)
+        for targets in _apgd.ranked_targets(clean, n_target_classes):
             for restart in range(restarts):
                 planned = _apgd.batches_of(int(still.sum()), batch_size)
                 bar.update((initial - planned) * steps)

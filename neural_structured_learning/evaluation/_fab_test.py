@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 from scipy import optimize
 
-from neural_structured_learning.evaluation import _apgd_test
-from neural_structured_learning.evaluation import _fab
+from neural_structured_learning.evaluation import _apgd_test, _fab
 
 
 def _project(t, w, b, norm, clip):

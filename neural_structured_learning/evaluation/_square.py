@@ -325,10 +325,7 @@ def square(model, x, y, eps, norm="infinity", *, n_queries=5000, p_init=0.8,
             "(n, h, w) or (n, h, w, c) / (n, c, h, w). Received shape "
             f"{x.shape}.")
     begin = time.perf_counter()
-    correct = np.argmax(scorer.predict(x, batch_size), -1) == y
-    still = correct.copy() if robust is None else (
-        correct & np.asarray(robust, bool))
-    x_adv = x.copy()
+    _, correct, still, x_adv = _apgd.begin(scorer, x, y, robust, batch_size)
     rng = np.random.default_rng(seed)
     name = f"Square {'Linf' if norm == 'infinity' else 'L2'} eps={eps:g}"
     batches = _apgd.batches_of(int(still.sum()), batch_size)
