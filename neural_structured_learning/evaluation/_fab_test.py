@@ -101,7 +101,7 @@ def test_fab_t_finds_the_minimal_distance_of_a_linear_model(norm):
     model, kernel, bias, x, y = _apgd_test.linear()
     eps = _apgd_test.median_eps(kernel, bias, x, y, norm)
     exact = _apgd_test.exact_linear_accuracy(kernel, bias, x, y, eps, norm)
-    result = _fab.fab_targeted(model, x, y, eps, norm, steps=20,
+    result = _fab.fab_targeted(model, x, y, eps, norm, steps=8,
                                progress=False)
     # The linearisation is exact: every example within eps of a class
     # boundary is found (the ranked targets cover all 9 other classes), and
@@ -117,7 +117,7 @@ def test_fab_t_finds_the_minimal_distance_of_a_linear_model(norm):
                             -1) != y[fooled])
     # The probability model gives the same result (g on log-probabilities).
     prob, _, _, _, _ = _apgd_test.linear(probabilities=True)
-    again = _fab.fab_targeted(prob, x, y, eps, norm, steps=20,
+    again = _fab.fab_targeted(prob, x, y, eps, norm, steps=8,
                               progress=False)
     assert abs(again.accuracy - result.accuracy) <= 1.01 / len(x)
 
@@ -125,10 +125,10 @@ def test_fab_t_finds_the_minimal_distance_of_a_linear_model(norm):
 def test_fab_t_in_a_box_restarts_subsets_and_determinism():
     model, x, y = _apgd_test.mlp()
     eps = 0.08
-    first = _fab.fab_targeted(model, x, y, eps, clip=(0.0, 1.0), steps=15,
+    first = _fab.fab_targeted(model, x, y, eps, clip=(0.0, 1.0), steps=8,
                               n_target_classes=3, restarts=2, seed=4,
                               progress=False)
-    again = _fab.fab_targeted(model, x, y, eps, clip=(0.0, 1.0), steps=15,
+    again = _fab.fab_targeted(model, x, y, eps, clip=(0.0, 1.0), steps=8,
                               n_target_classes=3, restarts=2, seed=4,
                               progress=False)
     np.testing.assert_array_equal(first.x_adv, again.x_adv)
@@ -137,7 +137,7 @@ def test_fab_t_in_a_box_restarts_subsets_and_determinism():
     assert first.x_adv.min() >= 0 and first.x_adv.max() <= 1
     assert np.abs(first.x_adv - x).max() <= eps + 1e-6
     # Two evaluations per iteration, plus the clean predictions and checks.
-    assert first.evaluations >= 2 * 15
+    assert first.evaluations >= 2 * 8
     subset = np.arange(len(x)) < 30
     part = _fab.fab_targeted(model, x, y, eps, clip=(0.0, 1.0), steps=5,
                              n_target_classes=1, progress=False,
