@@ -50,8 +50,8 @@ def _nonzero_or_one(v):
 def _bisect(rows, size, positive):
     """The reference's bisection, per row: `ceil(log2(size))` halvings of
     `[lb, ub] = [0, size - 1]`, moving `lb` up to the midpoint where
-    `positive(mid)` (bool `(rows,)` of int32 `(rows,)` indices) holds, else
-    `ub` down to it. Returns `lb` (int32)."""
+    `positive(mid)` (bool `(rows,)`, given int32 `(rows,)` indices) holds,
+    else `ub` down to it. Returns `lb` (int32)."""
     lb = ops.zeros((rows,), dtype="float32")
     ub = lb + float(size - 1)
     for _ in range(math.ceil(math.log2(size))):
