@@ -184,15 +184,13 @@ def torchattacks_autoattack(model, x, y, eps):
             return self.inner(images.permute(0, 2, 3, 1))
 
     wrapped = ChannelsFirst(model).eval()
-    attack = autoattack_worker.standard_ensemble(wrapped, "Linf", eps, 100, 0)
-    robust = []
-    for start in range(0, len(x), 500):
-        xb = torch.tensor(x[start:start + 500]).permute(0, 3, 1, 2)
-        yb = torch.tensor(y[start:start + 500]).long()
-        adv = attack(xb, yb)
-        with torch.no_grad():
-            robust.append(((wrapped(adv).argmax(1) == yb)
-                           & (wrapped(xb).argmax(1) == yb)).numpy())
+    attack = autoattack_worker.standard_ensemble(wrapped, "infinity", eps,
+                                                 100, 0)
+    robust = [autoattack_worker.torchattacks_robust(
+        wrapped, attack,
+        torch.tensor(x[start:start + 500]).permute(0, 3, 1, 2),
+        torch.tensor(y[start:start + 500]).long())
+              for start in range(0, len(x), 500)]
     return float(np.concatenate(robust).mean())
 
 

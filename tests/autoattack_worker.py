@@ -98,48 +98,55 @@ def ours(model, x, y, attack, norm, eps, budget, seed):
                           data_format="channels_first", **common).robust
 
 
-def reference(model, x, y, attack, norm, eps, budget, seed):
-    import torch  # pylint: disable=import-outside-toplevel
+def torchattacks_attack(model, attack, norm, eps, budget, seed,
+                        n_classes=10):
+    """torchattacks' counterpart of our `attack` ('apgd-ce', 'apgd-t',
+    'fab-t', 'square', or 'autoattack': `standard_ensemble`); `norm`:
+    'infinity' or 'l2'; `budget`: iterations, or Square's queries."""
     import torchattacks  # pylint: disable=import-outside-toplevel
     name = {"infinity": "Linf", "l2": "L2"}[norm]
+    common = {"norm": name, "eps": eps, "n_restarts": 1, "seed": seed}
     if attack == "apgd-ce":
-        att = torchattacks.APGD(model, norm=name, eps=eps, steps=budget,
-                                n_restarts=1, seed=seed, loss="ce")
-    elif attack == "apgd-t":
-        att = torchattacks.APGDT(model, norm=name, eps=eps, steps=budget,
-                                 n_restarts=1, seed=seed, n_classes=10)
-    elif attack == "fab-t":
-        att = torchattacks.FAB(model, norm=name, eps=eps, steps=budget,
-                               n_restarts=1, multi_targeted=True,
-                               n_classes=10, seed=seed)
-    elif attack == "autoattack":
-        att = standard_ensemble(model, name, eps, budget, seed)
-    else:
-        att = torchattacks.Square(model, norm=name, eps=eps,
-                                  n_queries=budget, n_restarts=1, seed=seed)
-    xt, yt = torch.tensor(x), torch.tensor(y).long()
-    adv = att(xt, yt)
-    with torch.no_grad():
-        return (model(adv).argmax(1) == yt).cpu().numpy() & (
-            model(xt).argmax(1) == yt).cpu().numpy()
+        return torchattacks.APGD(model, steps=budget, loss="ce", **common)
+    if attack == "apgd-t":
+        return torchattacks.APGDT(model, steps=budget, n_classes=n_classes,
+                                  **common)
+    if attack == "fab-t":
+        return torchattacks.FAB(model, steps=budget, multi_targeted=True,
+                                n_classes=n_classes, **common)
+    if attack == "autoattack":
+        return standard_ensemble(model, norm, eps, budget, seed, n_classes)
+    return torchattacks.Square(model, n_queries=budget, **common)
 
 
 def standard_ensemble(model, norm, eps, steps, seed, n_classes=10):
     """AutoAttack's 'standard' ensemble from torchattacks' attacks, at the
-    published budget. (torchattacks' own `AutoAttack(version='standard')`
-    leaves APGD, APGD-T and FAB at their default 10 steps, not AutoAttack's
-    100, and is weaker.) `norm`: 'Linf' or 'L2'."""
+    published budget (`steps` iterations, Square 5000 queries).
+    (torchattacks' own `AutoAttack(version='standard')` leaves APGD, APGD-T
+    and FAB at their default 10 steps, not AutoAttack's 100, and is
+    weaker.) `norm`: 'infinity' or 'l2'."""
     import torchattacks  # pylint: disable=import-outside-toplevel
-    return torchattacks.MultiAttack([
-        torchattacks.APGD(model, norm=norm, eps=eps, steps=steps,
-                          n_restarts=1, seed=seed, loss="ce"),
-        torchattacks.APGDT(model, norm=norm, eps=eps, steps=steps,
-                           n_restarts=1, seed=seed, n_classes=n_classes),
-        torchattacks.FAB(model, norm=norm, eps=eps, steps=steps,
-                         n_restarts=1, multi_targeted=True,
-                         n_classes=n_classes, seed=seed),
-        torchattacks.Square(model, norm=norm, eps=eps, n_queries=5000,
-                            n_restarts=1, seed=seed)])
+    return torchattacks.MultiAttack(
+        [torchattacks_attack(model, a, norm, eps, steps, seed, n_classes)
+         for a in ("apgd-ce", "apgd-t", "fab-t")]
+        + [torchattacks_attack(model, "square", norm, eps, 5000, seed)])
+
+
+def torchattacks_robust(model, att, x, y):
+    """Robust flags (NumPy) of a torchattacks attack on tensors `x`, `y`:
+    correct on `x` and on the attack's output."""
+    import torch  # pylint: disable=import-outside-toplevel
+    adv = att(x, y)
+    with torch.no_grad():
+        return (model(adv).argmax(1) == y).cpu().numpy() & (
+            model(x).argmax(1) == y).cpu().numpy()
+
+
+def reference(model, x, y, attack, norm, eps, budget, seed):
+    import torch  # pylint: disable=import-outside-toplevel
+    att = torchattacks_attack(model, attack, norm, eps, budget, seed)
+    return torchattacks_robust(model, att, torch.tensor(x),
+                               torch.tensor(y).long())
 
 
 def main(argv):
