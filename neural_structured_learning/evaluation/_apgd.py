@@ -28,7 +28,6 @@ from neural_structured_learning.lib import gradients
 
 LOSSES = ("ce", "dlr")
 _NORMS = ("infinity", "l2")
-_LABELS = {"infinity": "Linf", "l2": "L2"}
 # As in the reference code: DLR denominators, normalisations.
 _DLR_EPS = 1e-12
 
@@ -446,8 +445,9 @@ def apgd(model, x, y, eps, norm="infinity", *, loss="ce", steps=100,
     if loss not in LOSSES:
         raise ValueError(f"`loss` must be one of {LOSSES}. Received: "
                          f"loss={loss!r}")
-    name = (f"APGD-{loss.upper()} {_LABELS[_attacks.canonical_norm(norm)]}"
-            if _attacks.canonical_norm(norm) in _LABELS else "APGD")
+    name = (f"APGD-{loss.upper()} "
+            f"{_attacks.NORM_LABELS[_attacks.canonical_norm(norm)]}"
+            if _attacks.canonical_norm(norm) in _NORMS else "APGD")
     return _attack(model, x, y, name=f"{name} eps={eps:g}", eps=eps,
                    norm=norm, steps=steps, restarts=restarts, rho=rho,
                    clip=clip, output=output, batch_size=batch_size,
@@ -472,7 +472,7 @@ def apgd_targeted(model, x, y, eps, norm="infinity", *, n_target_classes=9,
         An `AttackResult`.
     """
     norm_name = _attacks.canonical_norm(norm)
-    label = _LABELS.get(norm_name, norm_name)
+    label = _attacks.NORM_LABELS.get(norm_name, norm_name)
     return _attack(model, x, y, name=f"APGD-T {label} eps={eps:g}", eps=eps,
                    norm=norm, steps=steps, restarts=restarts, rho=rho,
                    clip=clip, output=output, batch_size=batch_size,

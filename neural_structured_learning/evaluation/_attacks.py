@@ -10,7 +10,8 @@ METHODS = ("fgsm", "pgd")
 _NORM_ALIASES = {"infinity": "infinity", "inf": "infinity",
                  "linf": "infinity", "l-inf": "infinity", "l_inf": "infinity",
                  "l2": "l2", "l1": "l1"}
-_NORM_LABELS = {"infinity": "Linf", "l2": "L2", "l1": "L1"}
+# Short names of the norms in attack labels.
+NORM_LABELS = {"infinity": "Linf", "l2": "L2", "l1": "L1"}
 
 
 def canonical_norm(norm):
@@ -128,7 +129,7 @@ class Attack:
     def label(self):
         """A short name, e.g. 'PGD-40 Linf eps=0.3 x5' (x5: 5 restarts)."""
         method = "FGSM" if self.method == "fgsm" else f"PGD-{self.steps}"
-        text = f"{method} {_NORM_LABELS[self.norm]} eps={self.eps:g}"
+        text = f"{method} {NORM_LABELS[self.norm]} eps={self.eps:g}"
         return text + (f" x{self.restarts}" if self.restarts > 1 else "")
 
     def replace(self, **changes):

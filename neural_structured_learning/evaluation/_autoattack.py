@@ -22,7 +22,6 @@ ATTACKS = ("apgd-ce", "apgd-dlr", "apgd-t", "fab-t", "square")
 # AutoAttack's 'standard' version, in its order.
 STANDARD = {"infinity": ("apgd-ce", "apgd-t", "fab-t", "square"),
             "l2": ("apgd-ce", "apgd-t", "fab-t", "square")}
-_LABELS = {"infinity": "Linf", "l2": "L2"}
 _NAMES = {"apgd-ce": "APGD-CE", "apgd-dlr": "APGD-DLR", "apgd-t": "APGD-T",
           "fab-t": "FAB-T", "square": "Square"}
 
@@ -62,7 +61,7 @@ class AutoAttackResult:
     @property
     def label(self):
         """e.g. 'AutoAttack Linf eps=0.3'."""
-        return f"AutoAttack {_LABELS[self.norm]} eps={self.eps:g}"
+        return f"AutoAttack {_attacks.NORM_LABELS[self.norm]} eps={self.eps:g}"
 
     def rows(self, model_name="model", output=None):
         """Rows in the format of `evaluate_robustness` (its `COLUMNS`), all
@@ -157,7 +156,7 @@ def autoattack(model, x, y, eps, norm="infinity", *, attacks=None,
     summary = []
     common = {"clip": clip, "output": output, "batch_size": batch_size,
                   "seed": seed, "progress": progress}
-    label = _LABELS[norm]
+    label = _attacks.NORM_LABELS[norm]
     for name in names:
         if name == "apgd-t" and scorer.num_classes < 4:
             notes.append(f"apgd-t skipped: the targeted DLR loss needs >= 4 "

@@ -33,8 +33,8 @@ from keras import ops
 from neural_structured_learning._core import progress as _progress
 from neural_structured_learning._core import validation as _core_validation
 from neural_structured_learning.evaluation import _apgd
+from neural_structured_learning.evaluation import _attacks
 
-_LABELS = {"infinity": "Linf", "l2": "L2"}
 _BIG = 1e12  # The reference's stand-in for an infinite ratio (L2).
 
 
@@ -314,7 +314,7 @@ def fab_targeted(model, x, y, eps, norm="infinity", *, n_target_classes=9,
     clean, correct, still, x_adv = _apgd.begin(scorer, x, y, robust,
                                                batch_size)
     rng = np.random.default_rng(seed)
-    name = f"FAB-T {_LABELS[norm]} eps={eps:g}"
+    name = f"FAB-T {_attacks.NORM_LABELS[norm]} eps={eps:g}"
     initial = _apgd.batches_of(int(still.sum()), batch_size)
     total = n_target_classes * restarts * steps * initial
     with _progress.progress_bar(total=total, desc=name, unit="step",

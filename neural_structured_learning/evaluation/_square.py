@@ -327,7 +327,7 @@ def square(model, x, y, eps, norm="infinity", *, n_queries=5000, p_init=0.8,
     begin = time.perf_counter()
     _, correct, still, x_adv = _apgd.begin(scorer, x, y, robust, batch_size)
     rng = np.random.default_rng(seed)
-    name = f"Square {'Linf' if norm == 'infinity' else 'L2'} eps={eps:g}"
+    name = f"Square {_attacks.NORM_LABELS[norm]} eps={eps:g}"
     batches = _apgd.batches_of(int(still.sum()), batch_size)
     total = restarts * batches * n_queries
     with _progress.progress_bar(total=total, desc=name, unit="query",
