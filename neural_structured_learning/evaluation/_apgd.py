@@ -342,6 +342,33 @@ def batches_of(n, batch_size):
     return math.ceil(n / batch_size) if n else 0
 
 
+def finish(name, x_adv, robust, correct, scorer, started):
+    """The `AttackResult` of an attack that began at `started`
+    (`time.perf_counter()`)."""
+    return AttackResult(
+        name=name, x_adv=x_adv, robust=robust,
+        accuracy=float(robust.mean()), clean_accuracy=float(correct.mean()),
+        evaluations=scorer.evaluations,
+        seconds=time.perf_counter() - started)
+
+
+def run_round(scorer, x, y, robust, x_adv, attack_batch, batch_size, *, bar,
+              initial, per_batch, skip=False):
+    """One round of an attack (a restart, or a target class): runs
+    `attack_batch` (see `run_batches`) on the examples still `robust` and
+    stores what it found in `x_adv`, both in place. The progress `bar`,
+    sized for `initial` batches of `per_batch` steps, is first credited with
+    the steps of the batches no longer needed (examples fooled earlier), and
+    with the whole round when nothing is left or `skip` (eps 0)."""
+    planned = batches_of(int(robust.sum()), batch_size)
+    bar.update((initial - planned) * per_batch)
+    if skip or planned == 0:
+        bar.update(planned * per_batch)
+        return
+    idx, adv = run_batches(scorer, x, y, robust, attack_batch, batch_size)
+    x_adv[idx] = adv
+
+
 def _attack(model, x, y, *, name, eps, norm, steps, restarts, rho, clip,
             output, batch_size, seed, progress, loss, n_target_classes,
             robust=None):
@@ -371,12 +398,6 @@ def _attack(model, x, y, *, name, eps, norm, steps, restarts, rho, clip,
                                 unit_scale=False, enabled=progress) as bar:
         for targets in rounds:
             for _ in range(restarts):
-                # Fewer batches once examples are fooled: skip their steps.
-                planned = batches_of(int(robust.sum()), batch_size)
-                bar.update((initial - planned) * steps)
-                if eps == 0 or planned == 0:
-                    bar.update(planned * steps)
-                    continue
 
                 def attack_batch(xb, yb, idx, targets=targets):
                     if targets is None:
@@ -392,14 +413,10 @@ def _attack(model, x, y, *, name, eps, norm, steps, restarts, rho, clip,
                         ops.convert_to_tensor(yb), fn, eps, norm, steps, rho,
                         clip, start, bar.update)
 
-                idx, adv = run_batches(scorer, x, y, robust, attack_batch,
-                                       batch_size)
-                x_adv[idx] = adv
-    return AttackResult(
-        name=name, x_adv=x_adv, robust=robust,
-        accuracy=float(robust.mean()), clean_accuracy=float(correct.mean()),
-        evaluations=scorer.evaluations,
-        seconds=time.perf_counter() - started)
+                run_round(scorer, x, y, robust, x_adv, attack_batch,
+                          batch_size, bar=bar, initial=initial,
+                          per_batch=steps, skip=eps == 0)
+    return finish(name, x_adv, robust, correct, scorer, started)
 
 
 def apgd(model, x, y, eps, norm="infinity", *, loss="ce", steps=100,

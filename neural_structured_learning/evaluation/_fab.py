@@ -321,11 +321,6 @@ def fab_targeted(model, x, y, eps, norm="infinity", *, n_target_classes=9,
                                 unit_scale=False, enabled=progress) as bar:
         for targets in _apgd.ranked_targets(clean, n_target_classes):
             for restart in range(restarts):
-                planned = _apgd.batches_of(int(still.sum()), batch_size)
-                bar.update((initial - planned) * steps)
-                if eps == 0 or planned == 0:
-                    bar.update(planned * steps)
-                    continue
 
                 def attack_batch(xb, yb, idx, targets=targets,
                                  restart=restart):
@@ -338,10 +333,7 @@ def fab_targeted(model, x, y, eps, norm="infinity", *, n_target_classes=9,
                         ops.convert_to_tensor(targets[idx]), eps, norm,
                         steps, alpha_max, eta, beta, clip, start, bar.update)
 
-                idx, adv = _apgd.run_batches(scorer, x, y, still,
-                                             attack_batch, batch_size)
-                x_adv[idx] = adv
-    return _apgd.AttackResult(
-        name=name, x_adv=x_adv, robust=still, accuracy=float(still.mean()),
-        clean_accuracy=float(correct.mean()), evaluations=scorer.evaluations,
-        seconds=time.perf_counter() - begin)
+                _apgd.run_round(scorer, x, y, still, x_adv, attack_batch,
+                                batch_size, bar=bar, initial=initial,
+                                per_batch=steps, skip=eps == 0)
+    return _apgd.finish(name, x_adv, still, correct, scorer, begin)

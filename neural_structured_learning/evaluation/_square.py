@@ -333,11 +333,6 @@ def square(model, x, y, eps, norm="infinity", *, n_queries=5000, p_init=0.8,
     with _progress.progress_bar(total=total, desc=name, unit="query",
                                 unit_scale=False, enabled=progress) as bar:
         for _ in range(restarts):
-            planned = _apgd.batches_of(int(still.sum()), batch_size)
-            bar.update((batches - planned) * n_queries)
-            if eps == 0 or planned == 0:
-                bar.update(planned * n_queries)
-                continue
 
             def attack_batch(xb, yb, idx):
                 del idx
@@ -352,10 +347,7 @@ def square(model, x, y, eps, norm="infinity", *, n_queries=5000, p_init=0.8,
                 return np.asarray(ops.convert_to_numpy(from_cf(
                     ops.convert_to_tensor(adv)))), fooled
 
-            idx, adv = _apgd.run_batches(scorer, x, y, still, attack_batch,
-                                         batch_size)
-            x_adv[idx] = adv
-    return _apgd.AttackResult(
-        name=name, x_adv=x_adv, robust=still, accuracy=float(still.mean()),
-        clean_accuracy=float(correct.mean()), evaluations=scorer.evaluations,
-        seconds=time.perf_counter() - begin)
+            _apgd.run_round(scorer, x, y, still, x_adv, attack_batch,
+                            batch_size, bar=bar, initial=batches,
+                            per_batch=n_queries, skip=eps == 0)
+    return _apgd.finish(name, x_adv, still, correct, scorer, begin)
