@@ -166,7 +166,28 @@ def worker(args):
                                 variant=variant,
                                 ms=1000 * float(np.median(samples[variant])),
                                 samples=len(samples[variant])))
+    device = _device(keras)
+    for row in results:
+        row["device"] = device
     json.dump(results, sys.stdout)
+
+
+def _device(keras):
+    """Where the worker's backend computes: 'GPU (name)' or 'CPU'."""
+    backend = "tensorflow" if not hasattr(keras, "config") else (
+        keras.config.backend())
+    if backend == "jax":
+        import jax  # pylint: disable=import-outside-toplevel
+        device = jax.devices()[0]
+        return "CPU" if device.platform == "cpu" else (
+            f"GPU ({device.device_kind})")
+    if backend == "torch":
+        import torch  # pylint: disable=import-outside-toplevel
+        return (f"GPU ({torch.cuda.get_device_name()})"
+                if torch.cuda.is_available() else "CPU")
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    gpus = tf.config.list_logical_devices("GPU")
+    return "GPU" if gpus else "CPU"
 
 
 def run_backend(python, backend, args, nsl14=False):
@@ -261,8 +282,10 @@ def main():
     table = {(r["backend"], r["model"], r["variant"]): r["ms"] for r in rows}
     backends = list(dict.fromkeys(r["backend"] for r in rows))
     adv_variants = [v for v in args.variants if v != "base"]
-    print(f"\nMedian train-step time, batch 32, CPU ({os.cpu_count()} cores); "
-          f"load average {load_before:.2f} before, {load_after:.2f} after.\n")
+    devices = ", ".join(sorted({r.get("device", "CPU") for r in rows}))
+    print(f"\nMedian train-step time, batch 32, {devices} ({os.cpu_count()} "
+          f"CPU cores); load average {load_before:.2f} before, "
+          f"{load_after:.2f} after.\n")
     header = "| backend | model | base ms | " + " | ".join(
         f"{v} ms | {v} / base" for v in adv_variants) + " |"
     print(header)

@@ -165,7 +165,8 @@ def test_compute_loss_without_call_gives_the_same_loss():
     x = {"x": X, **NBR}
     after_call = model.compute_loss(x, Y, model(x), training=False)
     alone = model.compute_loss(x, Y, base(X), training=False)
-    assert_allclose(alone, after_call, rtol=1e-6)
+    # 1e-5: a GPU sums in another order each pass (2.7e-6 on an H100).
+    assert_allclose(alone, after_call, rtol=1e-5)
     labeled = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(
         Y, base(X))
     assert float(to_numpy(alone)) > float(to_numpy(labeled)) + 1e-3
