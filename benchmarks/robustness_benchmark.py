@@ -272,7 +272,14 @@ def _train_robust(args, dataset, keras, nsl, cnn, loss, x_train, y_train,
         def set_radius(radius):
             term.adv_config = config(radius)
         recipe = {"beta": args.trades_beta}
-    model.compile(keras.optimizers.Adam(1e-3), loss, metrics=["accuracy"])
+    learning_rate = 1e-3
+    if args.lr_decay_epoch:  # Adam 1e-3, then 1e-4 from this epoch on.
+        per_epoch = -(-len(x_train) // 128)
+        learning_rate = keras.optimizers.schedules.PiecewiseConstantDecay(
+            [args.lr_decay_epoch * per_epoch], [1e-3, 1e-4])
+        recipe["lr_decay_epoch"] = args.lr_decay_epoch
+    model.compile(keras.optimizers.Adam(learning_rate), loss,
+                  metrics=["accuracy"])
     budget = _Budget(keras, args.budget_minutes * 60)
     schedule = []
     for epoch in range(args.epochs):
@@ -538,6 +545,9 @@ def main(argv=None):
                         help="trades: weight of the KL term")
     parser.add_argument("--pgd_steps", type=int, default=7,
                         help="pgd-ar: PGD steps in training")
+    parser.add_argument("--lr_decay_epoch", type=int, default=0,
+                        help="pgd-ar/trades: learning rate 1e-3, then 1e-4 "
+                        "after this many epochs (0: constant 1e-3)")
     parser.add_argument("--ramp_epochs", type=int, default=2,
                         help="pgd-ar: epochs over which eps ramps up")
     parser.add_argument("--max_train", type=int, default=0,

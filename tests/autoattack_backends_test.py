@@ -19,10 +19,10 @@ pytest.importorskip("sklearn")
 
 BACKENDS = ("tensorflow", "jax", "torch")
 POINTS = 0.005  # 0.5 percentage points.
-BACKEND_RUNS = ["apgd-ce infinity 0.1 50 0", "apgd-t infinity 0.1 10 0",
+BACKEND_RUNS = ["apgd-ce infinity 0.1 50 0", "apgd-t infinity 0.1 10 0 3",
                 "apgd-ce l2 0.5 30 0", "square infinity 0.1 200 0",
-                "square l2 1.0 100 0", "fab-t infinity 0.1 20 0",
-                "fab-t l2 0.5 20 0"]
+                "square l2 1.0 100 0", "fab-t infinity 0.1 20 0 3",
+                "fab-t l2 0.5 20 0 3"]  # APGD-T, FAB-T: 3 target classes (time).
 
 
 def test_backends_agree(tmp_path):

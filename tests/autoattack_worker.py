@@ -4,10 +4,11 @@ Usage: autoattack_worker.py WEIGHTS.npz OUTPUT.npz [--torchattacks]
 
 WEIGHTS.npz holds the MLP's weights (`w0`, `b0`, `w1`, `b1`, input shape
 `(1, 8, 8)`, channels first) and the examples `x`, `y`, and `runs`, one line
-per run: 'attack norm eps steps_or_queries seed' (attack: apgd-ce, apgd-t,
-fab-t, square, or autoattack: our ensemble, 'standard' with APGD and FAB-T
+per run: 'attack norm eps steps_or_queries seed [targets]' (attack:
+apgd-ce, apgd-t, fab-t, square, or autoattack: our ensemble, 'standard' with APGD and FAB-T
 at that many steps and Square at 5000 queries, vs the same ensemble built
-from torchattacks' attacks, `standard_ensemble`).
+from torchattacks' attacks, `standard_ensemble`; `targets`: target
+classes of our APGD-T and FAB-T, default 9).
 For each run the output has
 `ours/<run>` (robust flags of our attack) and, with `--torchattacks` (PyTorch
 backend only), `torchattacks/<run>` from the same model.
@@ -78,18 +79,19 @@ def build(weights):
     return model
 
 
-def ours(model, x, y, attack, norm, eps, budget, seed):
+def ours(model, x, y, attack, norm, eps, budget, seed, targets=9):
     common = {"clip": (0.0, 1.0), "seed": seed, "progress": False,
               "batch_size": 500}
+    targeted = {"n_target_classes": targets}
     if attack == "apgd-ce":
         return _apgd.apgd(model, x, y, eps, norm, steps=budget,
                           **common).robust
     if attack == "apgd-t":
         return _apgd.apgd_targeted(model, x, y, eps, norm, steps=budget,
-                                   **common).robust
+                                   **targeted, **common).robust
     if attack == "fab-t":
         return _fab.fab_targeted(model, x, y, eps, norm, steps=budget,
-                                 **common).robust
+                                 **targeted, **common).robust
     if attack == "autoattack":
         return _autoattack.autoattack(
             model, x, y, eps, norm, steps=budget,
@@ -155,9 +157,9 @@ def main(argv):
     x, y = data["x"], data["y"]
     out = {"backend": np.array(keras.config.backend())}
     for line in data["runs"]:
-        attack, norm, eps, budget, seed = str(line).split()
+        attack, norm, eps, budget, seed, *targets = str(line).split()
         args = (model, x, y, attack, norm, float(eps), int(budget), int(seed))
-        out["ours/" + str(line)] = ours(*args)
+        out["ours/" + str(line)] = ours(*args, *map(int, targets))
         if "--torchattacks" in argv:
             out["torchattacks/" + str(line)] = reference(*args)
     np.savez(argv[2], **out)

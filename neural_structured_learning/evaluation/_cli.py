@@ -3,6 +3,7 @@
     nsl evaluate model.keras data.npz [--eps 0.1,0.2,0.3] [--l2_eps 1,2]
         [--attacks fgsm,pgd] [--steps 40] [--restarts 1] [--clip 0,1]
         [--autoattack_eps 0.3] [--autoattack_norm infinity|l2]
+        [--autoattack_steps 100] [--autoattack_queries 5000]
         [--transfer_from base.keras] [--json rows.json] [--plot_dir DIR]
 
 The .npz holds the inputs and integer labels under `x` and `y` (or `x_test`
@@ -37,6 +38,8 @@ _FLAGS = [
     _flags.Flag("autoattack_norm", str, "infinity",
                 "the ensemble's norm", choices=("infinity", "l2")),
     _flags.Flag("autoattack_queries", int, 5000, "Square's query budget"),
+    _flags.Flag("autoattack_steps", int, 100,
+                "iterations of APGD-CE, APGD-T and FAB-T"),
     _flags.Flag("clip", str, "0,1",
                 "valid input range 'min,max' (or 'none'); inputs must lie "
                 "in it"),
@@ -184,7 +187,8 @@ def run(args):
             model_name=os.path.basename(args.model), progress=args.progress,
             autoattack_eps=_floats("autoattack_eps", args.autoattack_eps),
             autoattack_norm=args.autoattack_norm,
-            autoattack_queries=args.autoattack_queries)
+            autoattack_queries=args.autoattack_queries,
+            autoattack_steps=args.autoattack_steps)
     for warning in caught:
         if issubclass(warning.category, evaluation.RobustnessWarning):
             print(f"nsl evaluate: warning: {warning.message}",

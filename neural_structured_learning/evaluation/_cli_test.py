@@ -148,7 +148,8 @@ def test_autoattack_flags_square_beating_zero_gradients(tmp_path, capsys,
     out = str(tmp_path / "rows.json")
     status = cli.main(["evaluate", model, data, "--divide_by=255",
                        "--eps=0.2", "--steps=3", "--autoattack_eps=0.2",
-                       "--autoattack_queries=300", "--strict", "--json", out,
+                       "--autoattack_queries=300", "--autoattack_steps=20",
+                       "--strict", "--json", out,
                        "--noprogress"])
     capsys.readouterr()
     with open(out, encoding="utf-8") as f:
