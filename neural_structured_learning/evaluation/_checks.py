@@ -141,17 +141,20 @@ def _autoattack_groups(rows):
 
 def _black_box_vs_white_box(rows, tolerance):
     # In the ensemble each attack runs on the examples all earlier ones
-    # missed, so Square's row is below the last gradient attack's row by
+    # missed, so Square's row is below the row of the gradient attack run
+    # just before it (any of them: APGD-CE, APGD-DLR, APGD-T, FAB-T) by
     # exactly the examples only the black-box attack fooled.
     for group in _autoattack_groups(rows).values():
-        white = [group[a] for a in ("apgd-ce", "apgd-t", "fab-t")
-                 if a in group]
-        if "square" not in group or not white:
+        square = group.get("square")
+        white = sorted(i for name, i in group.items()
+                       if name not in ("square", "autoattack")
+                       and square is not None and i < square)
+        if not white:
             continue
-        a, b = rows[white[-1]], rows[group["square"]]
+        a, b = rows[white[-1]], rows[square]
         ok = b["accuracy"] >= a["accuracy"] - _slack(tolerance, a, b)
         yield _finding(
-            "black_box_vs_white_box", ok, (white[-1], group["square"]),
+            "black_box_vs_white_box", ok, (white[-1], square),
             f"{b['label']} (black-box) accuracy {b['accuracy']:.4f} "
             f"{'>=' if ok else '<'} white-box {a['label']} accuracy "
             f"{a['accuracy']:.4f}" + ("" if ok else (

@@ -109,6 +109,9 @@ def test_autoattack_checks_flag_black_box_wins_and_a_weak_ensemble():
               _aa_row("apgd-t", 0.48), _aa_row("square", 0.43),
               _aa_row("autoattack", 0.43)]
     assert _statuses(masked)[("black_box_vs_white_box", (2, 3))] == "FAIL"
+    # Any gradient attack run before Square counts, APGD-DLR too.
+    dlr = [_aa_row("apgd-dlr", 0.49), _aa_row("square", 0.43)]
+    assert _statuses(dlr) == {("black_box_vs_white_box", (0, 1)): "FAIL"}
     weak = [_row("pgd", 0.40), _aa_row("apgd-ce", 0.46),
             _aa_row("autoattack", 0.46)]
     assert _statuses(weak)[("autoattack_vs_pgd", (2, 0))] == "FAIL"
