@@ -93,11 +93,13 @@ def _evaluate(parser):
 def main(argv=None):
     """Entry point of the `nsl` console script; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    width = max(map(len, _SUBCOMMANDS))  # Names and help in two columns.
     parser = argparse.ArgumentParser(
         prog="nsl", description="Neural Structured Learning tools.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="commands:\n" + "\n".join(
-            f"  {name:<14}{help_}" for name, (help_, _) in _SUBCOMMANDS.items())
+            f"  {name:<{width}}  {help_}"
+            for name, (help_, _) in _SUBCOMMANDS.items())
         + "\n\nRun 'nsl <command> --help' for a command's flags.")
     parser.add_argument("--version", action="store_true",
                         help="print the version and exit")

@@ -123,6 +123,12 @@ def test_help_and_version(capsys):
     assert cli.main([]) == 2
     out = capsys.readouterr().out
     assert "build-graph" in out and "pack-nbrs" in out
+    # Every command's help starts in one column, apart from its name.
+    lines = out.split("commands:\n")[1].split("\n\n")[0].splitlines()
+    starts = {len(line) - len(line.lstrip()[line.lstrip().index(" "):]
+                                .lstrip()) for line in lines}
+    assert len(lines) >= 6 and len(starts) == 1, lines
+    assert all("  " in line.strip() for line in lines), lines
     assert cli.main(["--version"]) == 0
     assert capsys.readouterr().out.startswith("nsl ")
     with pytest.raises(SystemExit) as exit_info:
