@@ -15,6 +15,7 @@ Two commands (run from the repository root):
     # ensemble built from torchattacks' attacks, same model and examples.
     python benchmarks/autoattack_benchmark.py mnist --n_eval 1000 \
         --eps 0.1 0.2 0.3 --models base pgd-ar
+    # (--dataset fashion_mnist: the Fashion-MNIST models.)
 
 `digits` prints one row per run: robust accuracy (%) of ours on each backend
 and of torchattacks, and the difference. Square is a random search, so its
@@ -110,12 +111,12 @@ def mnist(args):
     import robustness_benchmark  # pylint: disable=import-error
 
     import neural_structured_learning as nsl
-    _, _, x, y = robustness_benchmark.load("mnist", args.data_dir,
+    _, _, x, y = robustness_benchmark.load(args.dataset, args.data_dir,
                                            train=False)
     x, y = x[:args.n_eval], y[:args.n_eval]
     rows, reference = [], []
     for name in args.models:
-        path = os.path.join(args.models_dir, f"mnist_{name}.keras")
+        path = os.path.join(args.models_dir, f"{args.dataset}_{name}.keras")
         model = keras.models.load_model(path, compile=False)
         base = nsl.evaluation.evaluate_robustness(
             model, x, y, [nsl.evaluation.pgd(e, steps=40) for e in args.eps],
@@ -205,6 +206,10 @@ def main(argv=None):
     d.add_argument("--no_torchattacks", action="store_true")
     d.add_argument("--json")
     m = sub.add_parser("mnist", help="AutoAttack on the MNIST CNNs")
+    m.add_argument("--dataset", default="mnist",
+                   choices=["mnist", "fashion_mnist"],
+                   help="the models' dataset (Fashion-MNIST: train with "
+                   "robustness_benchmark.py train --dataset fashion_mnist)")
     m.add_argument("--data_dir", default=os.environ.get("NSL_DATA_DIR"))
     m.add_argument("--models_dir", default="out/robustness/models")
     m.add_argument("--models", nargs="+", default=["base", "pgd-ar"])
