@@ -10,6 +10,7 @@ import pytest
 
 from neural_structured_learning import tools
 from neural_structured_learning.tools import example_proto
+from neural_structured_learning.tools import _similarity
 from neural_structured_learning.tools import graph_utils
 from neural_structured_learning.tools import tfrecord
 
@@ -122,7 +123,13 @@ def random_embeddings(n, d, seed=0):
     return [f"n{i}" for i in range(n)], vectors.astype(np.float32)
 
 
-def test_exact_threshold_matches_float64_all_pairs(tmp_path):
+@pytest.mark.parametrize("tile", [None, 7, 64])
+def test_exact_threshold_matches_float64_all_pairs(tmp_path, monkeypatch,
+                                                   tile):
+    # Small tiles: several tiles per row, on and off the diagonal, and a
+    # last tile narrower than the others.
+    if tile:
+        monkeypatch.setattr(_similarity, "_TILE", tile)
     ids, vectors = random_embeddings(300, 16)
     path = write_embeddings(tmp_path / "e.tfr", ids, vectors)
     out = tmp_path / "graph.tsv"
