@@ -7,7 +7,7 @@ images for the final number. The model is Miyato et al.'s MLP
 (1200-600-300-150, BatchNormalization, ReLU). Models (`--models`):
 labeled-only (`plain`), VAT alone (`vat`) and VAT + entropy minimisation
 (`vat_entmin`, not run by default: it did worse, see docs/vat.md).
-The defaults (epsilon 1.0, entropy weight 0.1, 40 passes over the unlabeled
+The defaults (epsilon 1.0, entropy weight 0.1, 100 passes over the unlabeled
 data, VAT's perturbed passes in inference mode: the wrapper's default) were
 chosen on the validation set; docs/vat.md has the numbers. Batches mix
 `--labeled_batch_size` labeled and `--unlabeled_batch_size` unlabeled rows
@@ -138,7 +138,7 @@ def main(argv=None):
     parser.add_argument("--multiplier", type=float, default=1.0)
     parser.add_argument("--entropy_weight", type=float, default=0.1,
                         help="entropy minimisation weight of vat_entmin")
-    parser.add_argument("--epochs", type=int, default=40,
+    parser.add_argument("--epochs", type=int, default=100,
                         help="passes over the unlabeled data")
     parser.add_argument("--labeled_batch_size", type=int, default=32)
     parser.add_argument("--unlabeled_batch_size", type=int, default=128)
