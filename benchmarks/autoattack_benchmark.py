@@ -113,7 +113,8 @@ def mnist(args):
     import neural_structured_learning as nsl
     _, _, x, y = robustness_benchmark.load(args.dataset, args.data_dir,
                                            train=False)
-    x, y = x[:args.n_eval], y[:args.n_eval]
+    window = slice(args.eval_offset, args.eval_offset + args.n_eval)
+    x, y = x[window], y[window]
     rows, reference = [], []
     for name in args.models:
         path = os.path.join(args.models_dir, f"{args.dataset}_{name}.keras")
@@ -157,6 +158,7 @@ def mnist(args):
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"rows": rows, "torchattacks": reference,
+                       "eval_offset": args.eval_offset,
                        "backend": keras.config.backend(),
                        "load": os.getloadavg()[0]}, f,
                       indent=1, default=str)
@@ -215,6 +217,9 @@ def main(argv=None):
     m.add_argument("--models", nargs="+", default=["base", "pgd-ar"])
     m.add_argument("--eps", nargs="+", type=float, default=[0.1, 0.2, 0.3])
     m.add_argument("--n_eval", type=int, default=1000)
+    m.add_argument("--eval_offset", type=int, default=0,
+                   help="attack test images offset .. offset + n_eval - 1 "
+                   "(e.g. images no earlier choice was made on)")
     m.add_argument("--batch_size", type=int, default=500)
     m.add_argument("--progress", action="store_true", default=None)
     m.add_argument("--torchattacks", action="store_true",
