@@ -58,7 +58,7 @@ for backend in tensorflow jax torch; do
     # `input_axes`.)
 done
 echo "=== cross-backend and NSL 1.4 agreement"
-"${PYTEST[@]}" -n 2 tests --ignore=tests/docs_test.py
+"${PYTEST[@]}" -n 2 --dist loadgroup tests --ignore=tests/docs_test.py
 # Every code block of README.md and docs/*.md, page by page (default backend).
 echo "=== docs: README.md and docs/*.md run as written"
 "${PYTEST[@]}" -n 2 tests/docs_test.py

@@ -15,6 +15,7 @@ import pytest
 from neural_structured_learning.evaluation import _apgd
 from neural_structured_learning.evaluation import _attacks
 from neural_structured_learning.evaluation import _evaluate
+from neural_structured_learning.evaluation import _fab
 
 FEATURES, CLASSES, N = 12, 10, 100
 
@@ -177,3 +178,38 @@ def test_invalid_arguments():
                               keras.layers.Dense(3)])
     with pytest.raises(ValueError, match=">= 4 classes"):
         _apgd.apgd_targeted(three, x, y % 3, 0.1)
+
+
+
+def test_short_batches_are_padded_to_a_few_sizes_and_padding_is_dropped():
+    assert [_apgd.padded_size(n, 256) for n in (1, 8, 9, 16, 17, 100, 129,
+                                                256)] == [8, 8, 16, 16, 32,
+                                                          128, 256, 256]
+    assert _apgd.padded_size(90, 100) == 100  # Never above batch_size.
+    assert _apgd.padded_size(3, 5) == 5
+    # FAB-T's first run starts at x (no random draw) and, with 10 steps,
+    # does not stop early, so an example's result does not depend on its
+    # batch: alone (padded to 8 rows, copies of it) it gets the x_adv and
+    # the flag it gets in a batch of 16 (not padded).
+    model, x, y = mlp()
+    x, y = x[:16], y[:16]
+    kwargs = dict(clip=(0.0, 1.0), steps=10, n_target_classes=2,
+                  progress=False, batch_size=16)
+    whole = _fab.fab_targeted(model, x, y, 0.08, **kwargs)
+    shapes = []
+
+    def counting(v, **call_kwargs):
+        shapes.append(int(v.shape[0]))
+        return model(v, **call_kwargs)
+
+    for i in (0, 5, 11):
+        alone = _fab.fab_targeted(counting, x[i:i + 1], y[i:i + 1], 0.08,
+                                  **kwargs)
+        assert alone.x_adv.shape == (1,) + x.shape[1:]
+        np.testing.assert_allclose(alone.x_adv[0], whole.x_adv[i],
+                                   atol=1e-5)
+        assert alone.robust[0] == whole.robust[i]
+    # Each call probes the output kind on x[:batch_size] (1 row), then runs
+    # at 8 rows only.
+    assert shapes.count(1) == 3 and set(shapes) == {1, 8}
+    assert 0 < whole.accuracy < 1

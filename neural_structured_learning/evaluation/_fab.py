@@ -198,9 +198,10 @@ def _norms(v, norm):
 
 
 def _fab_run(scorer, x, y, target, eps, norm, steps, alpha_max, eta, beta,
-             clip, start, on_step):
-    """One FAB-T run on a batch (tensors `x`, `y`, `target`) from `start`
-    (None: the original point). Returns NumPy `(x_closest_adv, fooled)`,
+             clip, start, on_step, real):
+    """One FAB-T run on a batch (tensors `x`, `y`, `target`) whose first
+    `real` rows count (see `_apgd.run_batches`) from `start` (None: the
+    original point). Returns NumPy `(x_closest_adv, fooled)`,
     fooled meaning a misclassified point within `eps` was found."""
     n = x.shape[0]
     shape = x.shape
@@ -238,7 +239,7 @@ def _fab_run(scorer, x, y, target, eps, norm, steps, alpha_max, eta, beta,
         x1 = ops.where(ops.expand_dims(wrong, 1), x0 + (x1 - x0) * beta, x1)
         on_step()
         if i % 10 == 9 and bool(ops.convert_to_numpy(
-                ops.all(best_norm <= eps))):
+                ops.all(best_norm[:real] <= eps))):
             # Every example has a point within eps: later iterations only
             # shrink it, which does not change the robust accuracy.
             on_step(steps - i - 1)
@@ -322,7 +323,7 @@ def fab_targeted(model, x, y, eps, norm="infinity", *, n_target_classes=9,
         for targets in _apgd.ranked_targets(clean, n_target_classes):
             for restart in range(restarts):
 
-                def attack_batch(xb, yb, idx, targets=targets,
+                def attack_batch(xb, yb, idx, real, targets=targets,
                                  restart=restart):
                     start = None if restart == 0 else (
                         _apgd._random_start(  # pylint: disable=protected-access
@@ -331,7 +332,8 @@ def fab_targeted(model, x, y, eps, norm="infinity", *, n_target_classes=9,
                         scorer, ops.convert_to_tensor(xb),
                         ops.convert_to_tensor(yb),
                         ops.convert_to_tensor(targets[idx]), eps, norm,
-                        steps, alpha_max, eta, beta, clip, start, bar.update)
+                        steps, alpha_max, eta, beta, clip, start, bar.update,
+                        real)
 
                 _apgd.run_round(scorer, x, y, still, x_adv, attack_batch,
                                 batch_size, bar=bar, initial=initial,

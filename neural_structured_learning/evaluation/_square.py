@@ -68,9 +68,9 @@ def _margin(scores, labels):
 
 
 def _square_linf_run(scorer, x, y, eps, n_queries, p_init, clip, layout, rng,
-                     on_query):
-    """One Square L-inf run on a batch (NumPy `x`, `y`); returns NumPy
-    `(x_best, fooled)`."""
+                     on_query, real):
+    """One Square L-inf run on a batch (NumPy `x`, `y`) whose first `real`
+    rows count (see `_apgd.run_batches`); returns NumPy `(x_best, fooled)`."""
     shape = x.shape
     n, ndim = shape[0], len(shape)
     h_axis, w_axis, c_axis = layout
@@ -107,7 +107,7 @@ def _square_linf_run(scorer, x, y, eps, n_queries, p_init, clip, layout, rng,
     column = (n,) + (1,) * (ndim - 1)
     for i in range(n_queries):
         active = np.asarray(ops.convert_to_numpy(margin_min)) > 0
-        if not active.any():
+        if not active[:real].any():
             on_query(n_queries - i)
             break
         p = p_selection(p_init, i, n_queries)
@@ -174,9 +174,10 @@ def eta(s, transpose):
 
 
 def _square_l2_run(scores_of, x, y, eps, n_queries, p_init, clip, rng,
-                   on_query):
+                   on_query, real):
     """One Square L2 run on a batch of channels-first images (NumPy `x`
-    `(n, c, h, w)`, `y`); `scores_of` takes channels-first tensors. As in
+    `(n, c, h, w)`, `y`) whose first `real` rows count; `scores_of` takes
+    channels-first tensors. As in
     the reference, the squares' positions are shared by the batch at each
     query; their signs are per example and channel."""
     n, c, h, w = x.shape
@@ -214,7 +215,7 @@ def _square_l2_run(scores_of, x, y, eps, n_queries, p_init, clip, rng,
     margin_min = _margin(scores_of(x_best), yt)
     for i in range(n_queries):
         active = np.asarray(ops.convert_to_numpy(margin_min)) > 0
-        if not active.any():
+        if not active[:real].any():
             on_query(n_queries - i)
             break
         delta = x_best - xt
@@ -334,16 +335,16 @@ def square(model, x, y, eps, norm="infinity", *, n_queries=5000, p_init=0.8,
                                 unit_scale=False, enabled=progress) as bar:
         for _ in range(restarts):
 
-            def attack_batch(xb, yb, idx):
+            def attack_batch(xb, yb, idx, real):
                 del idx
                 if norm == "infinity":
                     return _square_linf_run(scorer, xb, yb, eps, n_queries,
                                             p_init, clip, layout, rng,
-                                            bar.update)
+                                            bar.update, real)
                 to_cf, from_cf = _channels_first(layout, len(xb.shape))
                 adv, fooled = _square_l2_run(
                     lambda v: scorer.scores(from_cf(v)), to_cf(xb), yb, eps,
-                    n_queries, p_init, clip, rng, bar.update)
+                    n_queries, p_init, clip, rng, bar.update, real)
                 return np.asarray(ops.convert_to_numpy(from_cf(
                     ops.convert_to_tensor(adv)))), fooled
 
