@@ -10,6 +10,15 @@ if [ -x .venv-nsl14/bin/python ]; then
     export NSL14_PYTHON="$PWD/.venv-nsl14/bin/python"
 fi
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
+# JAX compiles every operation once per input shape in each process; a
+# compilation cache shared by this run's processes (pytest workers, the
+# tests' subprocesses) saves that work (JAX library tests: 195 s -> 173 s).
+# Fresh for each run and removed at exit: nothing carries over between runs.
+JAX_CACHE_DIR=$(mktemp -d -t nsl_jax_cache.XXXXXX)
+trap 'rm -rf "$JAX_CACHE_DIR"' EXIT
+export JAX_COMPILATION_CACHE_DIR="$JAX_CACHE_DIR"
+export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0
+export JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=-1
 PYTEST=(.venv/bin/python -m pytest -q -rs -p no:cacheprovider)
 # Docstring examples run as doctests: --doctest-modules imports every module
 # (conftest.py skips the other backends' lib/_gradients_<backend>.py and the
@@ -58,7 +67,9 @@ for backend in tensorflow jax torch; do
     # `input_axes`.)
 done
 echo "=== cross-backend and NSL 1.4 agreement"
-"${PYTEST[@]}" -n 2 --dist loadgroup tests --ignore=tests/docs_test.py
+# --dist loadscope: a module's tests run in one worker, so module fixtures
+# (cross_backend_test.py's three backend runs) are computed once.
+"${PYTEST[@]}" -n 2 --dist loadscope tests --ignore=tests/docs_test.py
 # Every code block of README.md and docs/*.md, page by page (default backend).
 echo "=== docs: README.md and docs/*.md run as written"
 "${PYTEST[@]}" -n 2 tests/docs_test.py

@@ -27,8 +27,7 @@ TOLERANCE = dict(rtol=1e-5, atol=1e-5)
 LOOSE = {"vat_xi=0.001/loss": dict(rtol=1e-3, atol=1e-6)}
 # The module's tests share one `results` fixture (three backend subprocesses,
 # about 45 s): under pytest-xdist they must run in one worker, or each worker
-# computes it again (scripts/test.sh runs tests/ with --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("cross_backend")
+# computes it again (scripts/test.sh runs tests/ with --dist loadscope).
 
 
 def _run(python, output, extra_env=None, extra_args=()):
