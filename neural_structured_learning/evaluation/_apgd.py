@@ -219,10 +219,10 @@ def checkpoints(steps):
 
 
 def _apgd_run(scorer, x, y, loss_fn, eps, norm, steps, rho, clip, start,
-              on_step, n):
-    """One APGD run on a batch (tensors `x`, `y`) whose first `n` rows count
-    (see `run_batches`); `loss_fn(scores, y)` is maximised. Returns NumPy
-    `(x_best_adv, fooled)`."""
+              on_step, real):
+    """One APGD run on a batch (tensors `x`, `y`) whose first `real` rows
+    count (see `run_batches`); `loss_fn(scores, y)` is maximised. Returns
+    NumPy `(x_best_adv, fooled)`."""
     ndim = len(x.shape)
     x_adv = clip_to(x + ops.convert_to_tensor(start), clip)
     scores, loss, grad = scorer.scores_and_gradient(
@@ -286,7 +286,7 @@ def _apgd_run(scorer, x, y, loss_fn, eps, norm, steps, rho, clip, start,
             k = max(k - size_decr, n_iter_min)
             counter = 0
         if i % 10 == 9 and bool(ops.convert_to_numpy(
-                ops.all(fooled[:n]))):
+                ops.all(fooled[:real]))):
             on_step(steps - i - 1)
             break  # Every example is misclassified: nothing left to find.
     return (np.asarray(ops.convert_to_numpy(x_best_adv)),
@@ -339,14 +339,14 @@ def ranked_targets(clean, n_target_classes):
 
 
 def run_batches(scorer, x, y, robust, attack_batch, batch_size):
-    """Runs `attack_batch(x_b, y_b, idx, n) -> (adv_b, fooled_b)` on the
+    """Runs `attack_batch(x_b, y_b, idx, real) -> (adv_b, fooled_b)` on the
     examples still `robust`, in batches; updates `robust` in place and
     returns the adversarial examples of those it fooled `(idx, adv)`.
 
     Each batch is padded to `padded_size` rows by repeating its examples
-    (`idx` lists the rows' examples, padding included); only its first `n`
-    rows count, and the attack must not let the others change them (e.g.
-    stop early only when the first `n` are all fooled)."""
+    (`idx` lists the rows' examples, padding included); only its first
+    `real` rows count, and the attack must not let the others change them
+    (e.g. stop early only when the first `real` are all fooled)."""
     todo = np.flatnonzero(robust)
     found_idx, found_adv = [], []
     for start in range(0, len(todo), batch_size):
@@ -427,7 +427,7 @@ def _attack(model, x, y, *, name, eps, norm, steps, restarts, rho, clip,
         for targets in rounds:
             for _ in range(restarts):
 
-                def attack_batch(xb, yb, idx, n, targets=targets):
+                def attack_batch(xb, yb, idx, real, targets=targets):
                     if targets is None:
                         fn = base
                     else:
@@ -439,7 +439,7 @@ def _attack(model, x, y, *, name, eps, norm, steps, restarts, rho, clip,
                     return _apgd_run(
                         scorer, ops.convert_to_tensor(xb),
                         ops.convert_to_tensor(yb), fn, eps, norm, steps, rho,
-                        clip, start, bar.update, n)
+                        clip, start, bar.update, real)
 
                 run_round(scorer, x, y, robust, x_adv, attack_batch,
                           batch_size, bar=bar, initial=initial,
