@@ -25,8 +25,6 @@ docs/tools.md gives measured peaks and times.
 import logging
 import numbers
 import os
-import itertools
-import operator
 import time
 
 import numpy as np
@@ -225,7 +223,7 @@ class _ChunkLayout:
 
     def compact(self):
         dtype = np.int32 if len(self.u8) < (1 << 31) else np.int64
-        entries, self.entries = self.entries, None
+        entries, self.entries, self.u8 = self.entries, None, None
         self.key_start = entries.key_start.astype(dtype)
         self.key_end = entries.key_end.astype(dtype)
         self.end = entries.end.astype(dtype)
@@ -468,12 +466,19 @@ class _Merger:
 class _WireMerger:
     """Writes merged examples directly in wire format (module docstring).
 
-    Neighbour `i < 10` of a seed contributes its template: its map entries
-    renamed for neighbour 0, built once per example used as a neighbour
-    (`_build_templates`), whose prefix digits are then overwritten with
-    `i` in the output. Later neighbours (`i >= 10`, when `max_nbrs`
-    allows) are renamed one entry at a time. Examples are assembled by
-    blocks (`_block`) and framed together (`TFRecordWriter.write_block`).
+    Every output byte is a piece of one `_gather.Pool`, and a block of
+    records is one gather (a C++ loop) patched in place. A seed's pieces:
+    12 bytes reserved for its frame header, its `Features` head, its own
+    serialized features (a range of its input chunk), the label entry of
+    an unlabeled seed, `NL_num_nbrs`, one weight entry per neighbour
+    `i < 10`, then one *template* per such neighbour: the neighbour's map
+    entries renamed for neighbour 0 (`NL_nbr_0_{key}`), built once per
+    example used as a neighbour (`_add_templates`), whose prefix digits are
+    overwritten with `i` after the gather (same length), and 4 bytes
+    reserved for the data CRC (`tfrecord.frame_in_place` fills the frame).
+    Neighbours `i >= 10` (when `max_nbrs` allows) and the seeds merged
+    through protobuf (see `_fast`) are built in Python beforehand and
+    become one piece each.
     """
 
     def __init__(self, index, indptr, nbrs, weights, label, slow):
@@ -482,88 +487,241 @@ class _WireMerger:
         self._wire = _wire
         self._index = index
         self._slow = slow
-        self._nbrs = nbrs.tolist()
+        self._indptr = np.asarray(indptr, np.int64)
+        self._nbrs = np.asarray(nbrs, np.int64)
         self._weights = weights
         num_rows = len(index.ids)
         chunk, position = index.chunk, index.position
         regular = np.zeros(num_rows, bool)
         nl_keys = np.zeros(num_rows, bool)
-        features_start = np.zeros(num_rows, np.int64)
-        features_end = np.zeros(num_rows, np.int64)
         for c, layout in enumerate(index.layouts):
             rows = np.flatnonzero(chunk == c)
             at = position[rows]
             regular[rows] = layout.regular[at]
             nl_keys[rows] = layout.nl_keys[at]
-            features_start[rows] = layout.features_start[at]
-            record = index.chunks[c]
-            features_end[rows] = record.data_starts[at] + record.lengths[at]
-        self._buffers = [record.buffer for record in index.chunks]
-        slot_seed = np.repeat(np.arange(num_rows), np.diff(indptr))
-        bad_slots = np.bincount(slot_seed[~regular[nbrs]],
+        self._regular = regular
+        slot_seed = np.repeat(np.arange(num_rows), np.diff(self._indptr))
+        bad_slots = np.bincount(slot_seed[~regular[self._nbrs]],
                                 minlength=num_rows)
+        # Seeds written from pieces; the others go through protobuf.
         self._fast = regular & ~nl_keys & (bad_slots == 0)
         name, value = label
         self._label = None if value is None else label
         self._label_fast = (value is None or not name.startswith("NL_"))
-        self._label_entry = (None if value is None else _wire.map_entry(
+        self._label_entry = (b"" if value is None else _wire.map_entry(
             name.encode("utf-8"), _wire.int64_feature([value])))
-        # Weight entries of every slot whose position is < 10, in one blob.
-        slot_position = np.arange(len(nbrs)) - np.asarray(indptr)[slot_seed]
+        # Weight entries of every slot, for neighbour min(position, 9).
+        slot_position = np.arange(len(nbrs)) - self._indptr[slot_seed]
         rows, key_at = _wire.float_entry_rows(
             f"{naming.NBR_PREFIX}0{naming.WEIGHT_SUFFIX}".encode(), weights)
-        digit_at = key_at + len(naming.NBR_PREFIX)
-        rows[:, digit_at] = ord("0") + np.minimum(slot_position, 9)
-        self._weight_size = rows.shape[1]
-        self._weight_blob = rows.tobytes()
-        self._templates = np.full(num_rows, None, object)
-        self._template_sizes = np.zeros(num_rows, np.int64)
+        rows[:, key_at + len(naming.NBR_PREFIX)] = ord("0") + np.minimum(
+            slot_position, 9)
+        self._weight_rows = rows
+
+    def write(self, seeds, labeled, writer, bar):
+        """Writes the merged example of each seed, in order."""
+        # pylint: disable=import-outside-toplevel
+        from neural_structured_learning.tools import tfrecord
+        seeds = np.asarray(seeds, np.int64)
+        labeled = np.asarray(labeled, bool)
+        fast = self._fast[seeds] & (labeled[seeds] | self._label_fast)
+        pool, pieces, lengths, digits = self._pieces(seeds, labeled, fast)
+        first, tpl_piece, tpl_nbr, tpl_position = digits
+        framed = lengths + tfrecord.FRAME_OVERHEAD
+        for start, stop in _blocks(framed):
+            begin, end = first[start], first[stop]
+            out = pool.gather(pieces[begin:end])
+            # The templates say neighbour 0: write each slot's index digit.
+            sizes = pool.lengths[pieces[begin:end]]
+            piece_start = np.cumsum(sizes) - sizes
+            lo, hi = np.searchsorted(tpl_piece, [begin, end])
+            nbr, per_slot = tpl_nbr[lo:hi], self._digit_count[tpl_nbr[lo:hi]]
+            at = (np.repeat(piece_start[tpl_piece[lo:hi] - begin], per_slot)
+                  + self._digit_offsets[_ranges(self._digit_first[nbr],
+                                                per_slot)])
+            out[at] = ord("0") + np.repeat(tpl_position[lo:hi], per_slot)
+            tfrecord.frame_in_place(out, lengths[start:stop])
+            writer.write_framed(out, stop - start)
+            bar.update(stop - start)
+
+    def _pieces(self, seeds, labeled, fast):
+        """The pieces of every record, and the pool they come from.
+
+        Each of the pool's values is a run of pieces of a *source*: an
+        input chunk cut at every map entry (`_add_copies`), or the bytes
+        built here. The values are copied once into one buffer (`_Runs`),
+        source by source, each input chunk released once copied (memory):
+        every output block is then one gather from one buffer.
+
+        Returns `(pool, pieces, lengths, digits)`: the pool; its values
+        for all records, back to back; each record's payload length; and
+        `(first, tpl_piece, tpl_nbr, tpl_position)`: where each record's
+        pieces start in `pieces` (one more entry: the end), and for each
+        template piece its place in `pieces`, its example and neighbour
+        index (sorted by place).
+        """
+        # pylint: disable=import-outside-toplevel
+        from neural_structured_learning.tools import _gather
+        wire, index, indptr = self._wire, self._index, self._indptr
+        small, values = _gather.Pool(), _Runs()
+        count = indptr[seeds + 1] - indptr[seeds]
+        begin = indptr[seeds]
+        short = np.minimum(count, 10)
+        has_long = fast & (count > 10)
+        empty, label, frame, crc = values.single(small, small.add_values(
+            [b"", self._label_entry, bytes(12), bytes(4)]) + np.arange(4))
+        num_entries = [
+            wire.map_entry(naming.NUM_NBRS_FEATURE.encode(),
+                           wire.int64_feature([k]))
+            for k in range(int(count.max()) + 1 if len(count) else 1)]
+        num_base = values.size
+        values.single(small, small.add_values(num_entries) + np.arange(
+            len(num_entries)))
+        num_sizes = np.fromiter(map(len, num_entries), np.int64)
+        weight_size = self._weight_rows.shape[1]
+        weight_base = values.size
+        values.single(small, small.add_blob(
+            self._weight_rows.tobytes(),
+            weight_size * np.arange(1, len(self._weight_rows) + 1))
+                      + np.arange(len(self._weight_rows)))
+        # Pieces built in Python: protobuf merges and neighbours >= 10.
+        built = np.flatnonzero(~fast | has_long)
+        built_bytes = []
+        for k in built.tolist():
+            seed, b, e = int(seeds[k]), int(begin[k]), int(indptr[seeds[k] + 1])
+            if fast[k]:
+                built_bytes.append(b"".join(
+                    self._long_slot(slot, slot - b)
+                    for slot in range(b + 10, e)))
+            else:
+                built_bytes.append(self._slow.merge(
+                    seed, self._nbrs[b:e].tolist(),
+                    self._weights[b:e].tolist(),
+                    None if labeled[seed] else self._label))
+        built_value = np.zeros(len(seeds), np.int64)
+        built_size = np.zeros(len(seeds), np.int64)
+        built_value[built] = values.single(
+            small, small.add_values(built_bytes) + np.arange(len(built)))
+        built_size[built] = np.fromiter(map(len, built_bytes), np.int64,
+                                        len(built))
+        used = np.zeros(len(index.ids), bool)
+        used[self._nbrs[_ranges(begin[fast], short[fast])]] = True
+        feature_value, feature_size, templates, template_sizes = (
+            self._add_copies(values, seeds[fast],
+                             np.flatnonzero(used & self._regular)))
+        # Slots of the fast seeds' neighbours < 10.
+        rows = np.flatnonzero(fast)
+        n = short[rows]
+        owner = np.repeat(np.arange(len(rows)), n)
+        slot_position = np.arange(int(n.sum())) - (np.cumsum(n) - n)[owner]
+        slot = begin[rows][owner] + slot_position
+        slot_nbr = self._nbrs[slot]
+        unlabeled = ~labeled[seeds[rows]]
+        features = (feature_size + unlabeled * len(self._label_entry)
+                    + num_sizes[count[rows]] + weight_size * n
+                    + np.bincount(owner, weights=template_sizes[slot_nbr],
+                                  minlength=len(rows)).astype(np.int64)
+                    + built_size[rows])
+        heads, head_ends = _example_heads(features)
+        head_base = values.single(small, small.add_blob(heads, head_ends)
+                                  + np.arange(len(rows)))
+        lengths = np.zeros(len(seeds), np.int64)
+        lengths[rows] = 1 + wire.varint_sizes(features) + features
+        slow = np.flatnonzero(~fast)
+        lengths[slow] = built_size[slow]
+        # The values of every record, back to back.
+        num_pieces = np.where(fast, 6 + 2 * short + has_long, 3)
+        first = np.zeros(len(seeds) + 1, np.int64)
+        np.cumsum(num_pieces, out=first[1:])
+        pieces = np.empty(int(first[-1]), np.int64)
+        pieces[first[:-1]] = frame
+        pieces[first[1:] - 1] = crc
+        pieces[first[slow] + 1] = built_value[slow]
+        at = first[rows]
+        pieces[at + 1] = head_base
+        pieces[at + 2] = feature_value
+        pieces[at + 3] = np.where(unlabeled, label, empty)
+        pieces[at + 4] = num_base + count[rows]
+        slot_at = at[owner] + 5 + slot_position
+        pieces[slot_at] = weight_base + slot
+        tpl_piece = slot_at + n[owner]
+        pieces[tpl_piece] = templates[slot_nbr]
+        long_rows = np.flatnonzero(has_long[rows])
+        pieces[at[long_rows] + 5 + 2 * n[long_rows]] = built_value[
+            rows[long_rows]]
+        # The sources hold the records until their values are copied.
+        index.chunks[:] = [None] * len(index.chunks)
+        pool = values.pool()
+        return pool, pieces, lengths, (first, tpl_piece, slot_nbr,
+                                       slot_position)
+
+    def _add_copies(self, values, seed_rows, template_rows):
+        """Adds the seeds' features and the neighbours' templates.
+
+        A seed's value is its serialized map entries; a neighbour's, its
+        *template*: its map entries renamed for neighbour 0
+        (`NL_nbr_0_{key}`); for neighbour `i < 10` the digit of each prefix
+        is overwritten in the output, which changes no length. Each is a
+        run of pieces of one source per input chunk: the chunk, cut at each
+        regular record's features and at each entry's key and value fields
+        (what lies before them is the entry's head), and the templates' new
+        heads. Sets `_digit_offsets[_digit_first[row]:][:_digit_count[row]]`,
+        the digits' offsets in the template of `row`.
+
+        Returns:
+            `(seed_value, seed_size, template_value, template_size)`:
+            values and byte sizes, per seed of `seed_rows`, and per example
+            row for the templates (-1 and 0 for rows not in
+            `template_rows`).
+        """
+        # pylint: disable=import-outside-toplevel
+        from neural_structured_learning.tools import _gather
+        wire, index = self._wire, self._index
+        num_rows = len(index.ids)
+        seed_value = np.zeros(len(seed_rows), np.int64)
+        seed_size = np.zeros(len(seed_rows), np.int64)
+        template_value = np.full(num_rows, -1, np.int64)
+        template_size = np.zeros(num_rows, np.int64)
         self._digit_first = np.zeros(num_rows, np.int64)
         self._digit_count = np.zeros(num_rows, np.int64)
-        self._digit_parts = []
-        self._num_digits = 0
-        used = np.unique(nbrs)
-        self._build_templates(used[regular[used]])
-        self._digit_offsets = (np.concatenate(self._digit_parts)
-                               if self._digit_parts else np.zeros(0, np.int32))
-        # NumPy views of the above for the block writer.
-        self._indptr_array = np.asarray(indptr, np.int64)
-        self._nbrs_array = np.asarray(nbrs, np.int64)
-        self._view_objects = _objects([memoryview(b) for b in self._buffers])
-        self._chunk_of = np.asarray(chunk, np.int64)
-        self._features_start = features_start
-        self._features_end = features_end
-        degrees = np.diff(self._indptr_array)
-        self._num_entries = _objects([
-            _wire.map_entry(naming.NUM_NBRS_FEATURE.encode(),
-                            _wire.int64_feature([k]))
-            for k in range(int(degrees.max()) + 1 if len(degrees) else 1)])
-        self._num_sizes = np.fromiter(map(len, self._num_entries), np.int64,
-                                      len(self._num_entries))
-
-    def _build_templates(self, rows):
-        """Fills `_templates[row]` for the examples `rows`.
-
-        The template of an example is its map entries renamed for
-        neighbour 0 (`NL_nbr_0_{key}`); for neighbour `i < 10` the digit of
-        each prefix is overwritten in the output, which changes no length.
-        `_digit_offsets[_digit_first[row]:][:_digit_count[row]]` are the
-        digits' offsets in the template.
-        """
-        wire, index = self._wire, self._index
+        digit_parts, num_digits = [], 0
         prefix0 = f"{naming.NBR_PREFIX}0_".encode()
-        chunk_of = index.chunk[rows]
-        for c in np.unique(chunk_of).tolist():
-            mine = rows[chunk_of == c]
+        seed_chunk, template_chunk = index.chunk[seed_rows], index.chunk[
+            template_rows]
+        for c, (record, layout) in enumerate(zip(index.chunks,
+                                                 index.layouts)):
+            seeds = np.flatnonzero(seed_chunk == c)
+            mine = template_rows[template_chunk == c]
+            if not len(seeds) and not len(mine):
+                continue
+            # Cuts: per regular record, its features' start, then each
+            # entry's key start and end; the piece starting at cut `i` is
+            # source piece `base + i + 1`.
+            first_entry = layout.first_entry.astype(np.int64)
+            counts = np.diff(first_entry)
+            num_cuts = np.where(layout.regular, 1 + 2 * counts, 0)
+            cut_first = np.cumsum(num_cuts) - num_cuts
+            cuts = np.empty(int(num_cuts.sum()), np.int64)
+            regular = np.flatnonzero(layout.regular)
+            cuts[cut_first[regular]] = layout.features_start[regular]
+            entry_record = np.repeat(np.arange(len(counts)), counts)
+            entry_cut = (cut_first[entry_record] + 1 + 2 * (
+                np.arange(len(entry_record)) - first_entry[entry_record]))
+            cuts[entry_cut] = layout.key_start
+            cuts[entry_cut + 1] = layout.end
+            source = _gather.Pool()
+            base = source.add_cuts(record.buffer, cuts)
+            # Seeds: every piece from their features' start.
+            at = index.position[seed_rows[seeds]]
+            seed_value[seeds] = values.runs(
+                source,
+                _ranges(base + cut_first[at] + 1, 2 * counts[at]),
+                2 * counts[at])
+            seed_size[seeds] = (record.data_starts[at] + record.lengths[at]
+                                - layout.features_start[at])
+            # Templates: a new head, then the key and value fields.
             at = index.position[mine]
-            layout = index.layouts[c]
-            buffer = index.chunks[c].buffer
-            first = layout.first_entry[at].astype(np.int64)
-            counts = layout.first_entry[at + 1] - first
-            total = int(counts.sum())
-            starts_out = np.cumsum(counts) - counts
-            entry = (np.repeat(first - starts_out, counts)
-                     + np.arange(total)) if total else np.zeros(0, np.int64)
+            entry = _ranges(first_entry[at], counts[at])
             key_start = layout.key_start[entry].astype(np.int64)
             key_end = layout.key_end[entry].astype(np.int64)
             end = layout.end[entry].astype(np.int64)
@@ -572,30 +730,28 @@ class _WireMerger:
             heads, head_end = _entry_heads(body, key_len, prefix0)
             head_len = np.diff(np.r_[0, head_end])
             entry_size = head_len + end - key_start
-            entry_at = np.cumsum(entry_size) - entry_size
-            # Each entry: its head, then its key and value field from the
-            # buffer, joined into one pool (map: no Python loop per piece).
-            sources = itertools.cycle((heads, buffer))
-            cuts = np.empty((2 * total, 2), np.int64)
-            cuts[0::2, 0], cuts[0::2, 1] = head_end - head_len, head_end
-            cuts[1::2, 0], cuts[1::2, 1] = key_start, end
-            pool = b"".join(map(operator.getitem, sources, map(
-                slice, cuts[:, 0].tolist(), cuts[:, 1].tolist())))
+            order = np.empty(2 * len(entry), np.int64)
+            order[0::2] = source.add_blob(heads, head_end) + np.arange(
+                len(entry))
+            order[1::2] = base + entry_cut[entry] + 1
+            template_value[mine] = values.runs(source, order, 2 * counts[at])
             record_size = np.bincount(
-                np.repeat(np.arange(len(mine)), counts),
+                np.repeat(np.arange(len(mine)), counts[at]),
                 weights=entry_size, minlength=len(mine)).astype(np.int64)
-            record_stop = np.cumsum(record_size)
-            self._templates[mine] = np.fromiter(map(pool.__getitem__, map(
-                slice, (record_stop - record_size).tolist(),
-                record_stop.tolist())), object, len(mine))
-            self._template_sizes[mine] = record_size
+            template_size[mine] = record_size
             # Where the digit of each entry's prefix lies in its template.
-            record_first = np.repeat(record_stop - record_size, counts)
-            digits = (entry_at + head_len - 2 - record_first).astype(np.int32)
-            self._digit_first[mine] = self._num_digits + starts_out
-            self._digit_count[mine] = counts
-            self._digit_parts.append(digits)
-            self._num_digits += total
+            record_stop = np.cumsum(record_size)
+            entry_at = np.cumsum(entry_size) - entry_size
+            record_first = np.repeat(record_stop - record_size, counts[at])
+            digit_parts.append(
+                (entry_at + head_len - 2 - record_first).astype(np.int32))
+            self._digit_first[mine] = (num_digits + np.cumsum(counts[at])
+                                       - counts[at])
+            self._digit_count[mine] = counts[at]
+            num_digits += len(entry)
+        self._digit_offsets = (np.concatenate(digit_parts) if digit_parts
+                               else np.zeros(0, np.int32))
+        return seed_value, seed_size, template_value, template_size
 
     def _renamed(self, row, i):
         """The entries of example `row` renamed for neighbour `i` (slow)."""
@@ -612,116 +768,79 @@ class _WireMerger:
                 key_end:int(layout.end[e])]))
         return b"".join(out)
 
-    def write(self, seeds, labeled, writer, bar):
-        """Writes the merged example of each seed, in order."""
-        seeds = np.asarray(seeds, np.int64)
-        labeled = np.asarray(labeled, bool)
-        fast = self._fast.copy()
-        if not self._label_fast:
-            fast &= labeled
-        for start in range(0, len(seeds), _BLOCK_SEEDS):
-            block = seeds[start:start + _BLOCK_SEEDS]
-            writer.write_block(*self._block(block, fast, labeled))
-            bar.update(len(block))
-
-    def _block(self, block, fast, labeled):
-        """`(data, lengths)`: the merged examples of `block`, back to back.
-
-        All seeds' pieces go into one object array, filled with NumPy
-        indexing and `map` (C loops) rather than a Python loop per seed.
-        """
-        wire = self._wire
-        indptr = self._indptr_array
-        begin, end = indptr[block], indptr[block + 1]
-        count = end - begin
-        short = np.minimum(count, 10)
-        is_fast = fast[block]
-        has_long = is_fast & (count > 10)
-        # Fast seeds: head, features, label, NL_num_nbrs, weights, one
-        # piece per neighbour < 10, one for the others; else one piece.
-        num_pieces = np.where(is_fast, 5 + short + has_long, 1)
-        first = np.cumsum(num_pieces) - num_pieces
-        flat = np.empty(int(num_pieces.sum()), object)
-        lengths = np.zeros(len(block), np.int64)
-        for k in np.flatnonzero(~is_fast).tolist():
-            seed, b, e = int(block[k]), int(begin[k]), int(end[k])
-            data = self._slow.merge(seed, self._nbrs[b:e],
-                                    self._weights[b:e].tolist(),
-                                    None if labeled[seed] else self._label)
-            flat[first[k]] = data
-            lengths[k] = len(data)
-        rows = np.flatnonzero(is_fast)
-        if not len(rows):
-            return b"".join(flat.tolist()), lengths
-        seeds, at, b, n = block[rows], first[rows], begin[rows], short[rows]
-        size = self._weight_size
-        feature_start = self._features_start[seeds]
-        feature_end = self._features_end[seeds]
-        flat[at + 1] = np.fromiter(map(
-            operator.getitem, self._view_objects[self._chunk_of[seeds]],
-            map(slice, feature_start.tolist(), feature_end.tolist())),
-                                   object, len(rows))
-        unlabeled = ~labeled[seeds]
-        labels = np.full(len(rows), b"", object)
-        if unlabeled.any():
-            labels[unlabeled] = self._label_entry
-        flat[at + 2] = labels
-        flat[at + 3] = self._num_entries[count[rows]]
-        weight_start = (size * b).tolist()
-        flat[at + 4] = np.fromiter(map(self._weight_blob.__getitem__, map(
-            slice, weight_start, (size * (b + n)).tolist())), object,
-                                   len(rows))
-        # Neighbours < 10: their template, with the index in the prefix.
-        total = int(n.sum())
-        slot_first = np.cumsum(n) - n
-        owner = np.repeat(np.arange(len(rows)), n)
-        position = np.arange(total) - slot_first[owner]
-        slot = b[owner] + position
-        nbr = self._nbrs_array[slot]
-        slot_piece = at[owner] + 5 + position
-        flat[slot_piece] = self._templates[nbr]
-        slot_bytes = np.bincount(owner, weights=self._template_sizes[nbr],
-                                 minlength=len(rows))
-        long_bytes = np.zeros(len(rows), np.int64)
-        for k in np.flatnonzero(has_long[rows]).tolist():
-            piece = b"".join(self._long_slot(int(b[k]) + i, i)
-                             for i in range(10, int(count[rows[k]])))
-            flat[at[k] + 15] = piece
-            long_bytes[k] = len(piece)
-        features = (feature_end - feature_start + unlabeled * len(
-            self._label_entry or b"") + self._num_sizes[count[rows]]
-                    + size * n + slot_bytes.astype(np.int64) + long_bytes)
-        heads, head_ends = _example_heads(features)
-        flat[at] = np.fromiter(map(heads.__getitem__, map(
-            slice, (head_ends - (1 + wire.varint_sizes(features))).tolist(),
-            head_ends.tolist())), object, len(rows))
-        lengths[rows] = 1 + wire.varint_sizes(features) + features
-        data = bytearray().join(flat.tolist())
-        # The templates say neighbour 0: write each slot's index digit.
-        piece_size = np.fromiter(map(len, flat), np.int64, len(flat))
-        piece_start = np.cumsum(piece_size) - piece_size
-        per_slot = self._digit_count[nbr]
-        digit = (np.repeat(piece_start[slot_piece], per_slot)
-                 + self._digit_offsets[_ranges(self._digit_first[nbr],
-                                               per_slot)])
-        np.frombuffer(data, np.uint8)[digit] = (
-            ord("0") + np.repeat(position, per_slot))
-        return data, lengths
-
     def _long_slot(self, slot, i):
         wire = self._wire
         key = f"{naming.NBR_PREFIX}{i}{naming.WEIGHT_SUFFIX}".encode()
         weight = wire.map_entry(key, wire.float_feature(
             [self._weights[slot]]))
-        return weight + self._renamed(self._nbrs[slot], i)
+        return weight + self._renamed(int(self._nbrs[slot]), i)
 
 
-_BLOCK_SEEDS = 512  # merged examples assembled at a time
+class _Runs:
+    """Values made of runs of pieces of source `_gather.Pool`s.
+
+    `runs(source, pieces, counts)` declares values, value `i` being the next
+    `counts[i]` pieces of `pieces` (of `source`) joined; `single(source,
+    pieces)` one value per piece; both return the new values' indices.
+    `pool()` copies every value, in order, into one buffer (source by
+    source, each built when first needed and released after its last
+    use) and returns a pool of them.
+    """
+
+    def __init__(self):
+        self._blocks, self.size = [], 0
+
+    def runs(self, source, pieces, counts):
+        counts = np.asarray(counts, np.int64)
+        self._blocks.append((source, np.asarray(pieces, np.int64), counts))
+        self.size += len(counts)
+        return self.size - len(counts) + np.arange(len(counts))
+
+    def single(self, source, pieces):
+        pieces = np.atleast_1d(np.asarray(pieces, np.int64))
+        return self.runs(source, pieces, np.ones(len(pieces), np.int64))
+
+    def pool(self):
+        # pylint: disable=import-outside-toplevel
+        from neural_structured_learning.tools import _gather
+        sizes = [np.bincount(np.repeat(np.arange(len(counts)), counts),
+                             weights=source.piece_lengths()[pieces],
+                             minlength=len(counts)).astype(np.int64)
+                 for source, pieces, counts in self._blocks]
+        sizes = np.concatenate(sizes) if sizes else np.zeros(0, np.int64)
+        ends = np.cumsum(sizes)
+        data = np.empty(int(ends[-1]) if len(ends) else 0, np.uint8)
+        last_use = {id(block[0]): k for k, block in enumerate(self._blocks)}
+        blocks, self._blocks = self._blocks, []
+        start = 0
+        for k, (source, pieces, counts) in enumerate(blocks):
+            if source.lengths is None:
+                source.build()
+            out = source.gather(pieces)
+            data[start:start + len(out)] = out
+            start += len(out)
+            if last_use[id(source)] == k:
+                source.release()
+            blocks[k] = None
+        pool = _gather.Pool()
+        pool.add_blob(data, ends)
+        pool.build()
+        return pool
 
 
-def _objects(items):
-    """A 1-D object array of `items` (bytes stay bytes objects)."""
-    return np.fromiter(items, object, len(items))
+_BLOCK_BYTES = 1 << 24  # output bytes assembled at a time (about)
+
+
+def _blocks(sizes):
+    """`(start, stop)` runs of items of about `_BLOCK_BYTES` (>= 1 item)."""
+    ends = np.cumsum(sizes)
+    start = 0
+    while start < len(sizes):
+        base = int(ends[start - 1]) if start else 0
+        stop = int(np.searchsorted(ends, base + _BLOCK_BYTES, side="right"))
+        stop = max(stop, start + 1)
+        yield start, stop
+        start = stop
 
 
 def _ranges(starts, counts):
@@ -784,12 +903,8 @@ def _choose_neighbors(index, graph_files, undirected, max_nbrs, labeled):
     first; rows that are not seeds (`labeled`, a boolean mask) have none.
     """
     start = time.time()
-    graph_ids, src_code, dst_code, wts = graph_utils.read_tsv_edge_arrays(
-        graph_files)
-    row_of = index.row_of
-    rows = np.fromiter(map(row_of.get, graph_ids, itertools.repeat(-1)),
-                       np.int64, len(graph_ids))
-    src, dst = rows[src_code], rows[dst_code]
+    src, dst, wts, line_ids = graph_utils.read_tsv_edge_rows(graph_files,
+                                                             index.ids)
     known = (src >= 0) & (dst >= 0)
     from_seed = (src >= 0) & labeled[src]
     if undirected:
@@ -797,11 +912,11 @@ def _choose_neighbors(index, graph_files, undirected, max_nbrs, labeled):
     missing = ~known & from_seed
     if missing.any():
         m = int(np.flatnonzero(missing)[0])
-        unknown = dst_code[m] if dst[m] < 0 else src_code[m]
+        unknown = line_ids(m)[1 if dst[m] < 0 else 0]
         _logger.warning(
             "%d graph edge(s) link a labeled example to an id with no "
             "example (e.g. %r); they are ignored.", int(missing.sum()),
-            graph_ids[unknown])
+            unknown)
     src, dst, wts = src[known], dst[known], wts[known]
     if undirected:
         src, dst = np.concatenate([src, dst]), np.concatenate([dst, src])

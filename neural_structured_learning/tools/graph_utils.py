@@ -21,6 +21,7 @@ ids mapped to row indices, for vectorised per-batch neighbour lookup.
 
 import dataclasses
 import functools
+import itertools
 import logging
 import math
 import os
@@ -38,6 +39,7 @@ __all__ = [
     "iter_tsv_edges",
     "load_graph_csr",
     "read_tsv_edge_arrays",
+    "read_tsv_edge_rows",
     "read_tsv_graph",
     "write_tsv_graph",
 ]
@@ -162,31 +164,82 @@ def read_tsv_edge_arrays(paths):
         ValueError: for a malformed line (the message gives its number).
     """
     files = _fileio.expand_paths(paths, what="`graph`")
+    columns = _read_tsv_columns(files)
+    if columns is None:  # no pyarrow
+        return _edge_arrays_python(files)
+    # pylint: disable=import-outside-toplevel
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    sources, targets, weights = columns
+    num_edges = len(weights)
+    if not num_edges:
+        return [], np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    encoded = pc.dictionary_encode(pa.chunked_array(
+        sources.chunks + targets.chunks, pa.large_string())).combine_chunks()
+    codes = encoded.indices.to_numpy().astype(np.int64)
+    return (encoded.dictionary.to_pylist(), codes[:num_edges],
+            codes[num_edges:], weights.to_numpy())
+
+
+def read_tsv_edge_rows(paths, ids):
+    """Reads graph TSV files into edges between the positions of `ids`.
+
+    `read_tsv_edge_arrays`, with each source and target looked up in `ids`
+    (a list of distinct `str`) instead of numbered: by pyarrow's hash join
+    (`index_in`) when pyarrow reads the files, with no Python string per
+    line.
+
+    Returns:
+        `(sources, targets, weights, line_ids)`: int64 positions in `ids`
+        (-1 for an id not in it), one per line; a float64 array; and
+        `line_ids(i)`, the `(source, target)` ids of line `i` (`str`).
+    """
+    files = _fileio.expand_paths(paths, what="`graph`")
+    columns = _read_tsv_columns(files)
+    if columns is None:  # no pyarrow
+        node_ids, src, dst, weights = _edge_arrays_python(files)
+        row_of = {node_id: row for row, node_id in enumerate(ids)}
+        rows = np.fromiter(map(row_of.get, node_ids, itertools.repeat(-1)),
+                           np.int64, len(node_ids))
+        return (rows[src], rows[dst], weights,
+                lambda i: (node_ids[src[i]], node_ids[dst[i]]))
+    # pylint: disable=import-outside-toplevel
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    sources, targets, weights = columns
+    value_set = pa.array(ids, pa.large_string())
+
+    def rows(column):
+        found = pc.index_in(column, value_set=value_set).fill_null(-1)
+        return np.concatenate([np.zeros(0, np.int64)] + [
+            chunk.to_numpy().astype(np.int64) for chunk in found.chunks])
+
+    return (rows(sources), rows(targets), weights.to_numpy(),
+            lambda i: (sources[i].as_py(), targets[i].as_py()))
+
+
+def _read_tsv_columns(files):
+    """`(sources, targets, weights)` pyarrow chunked arrays, or None.
+
+    None when pyarrow is missing. Files that `pyarrow.csv` cannot read
+    (see `read_tsv_edge_arrays`) go through `iter_tsv_edges`.
+    """
     try:
         import pyarrow as pa  # pylint: disable=import-outside-toplevel
-        import pyarrow.compute as pc  # pylint: disable=import-outside-toplevel
     except ImportError:
-        pa = None
-    if pa is None:
-        return _edge_arrays_python(files)
+        return None
     columns = ([], [], [])
     for path in files:
         table = _read_tsv_with_arrow(path)
         if table is None:
             node_ids, src, dst, weights = _edge_arrays_python([path])
             node_ids = pa.array(node_ids, pa.large_string())
-            table = (node_ids.take(src), node_ids.take(dst), pa.array(weights))
+            table = (node_ids.take(src), node_ids.take(dst),
+                     pa.array(weights, pa.float64()))
         for column, part in zip(columns, table):
             column.extend(part.chunks if hasattr(part, "chunks") else [part])
-    num_edges = sum(len(chunk) for chunk in columns[2])
-    if not num_edges:
-        return [], np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-    encoded = pc.dictionary_encode(pa.chunked_array(
-        columns[0] + columns[1], pa.large_string())).combine_chunks()
-    codes = encoded.indices.to_numpy().astype(np.int64)
-    weights = pa.chunked_array(columns[2], pa.float64()).to_numpy()
-    return (encoded.dictionary.to_pylist(), codes[:num_edges],
-            codes[num_edges:], weights)
+    return tuple(pa.chunked_array(column, kind) for column, kind in zip(
+        columns, (pa.large_string(), pa.large_string(), pa.float64())))
 
 
 def _read_tsv_with_arrow(path):

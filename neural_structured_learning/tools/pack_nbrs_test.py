@@ -1,5 +1,6 @@
 """Tests for pack_nbrs.py (`nsl.tools.pack_nbrs`)."""
 
+import functools
 import logging
 import os
 
@@ -208,15 +209,23 @@ def _pack_both(tmp_path, monkeypatch, labeled, unlabeled, graph, **kwargs):
     tfrecord.write_records(tmp_path / "unl.tfr", unlabeled)
     (tmp_path / "g.tsv").write_text(graph)
     outputs = []
-    for limit in (1 << 30, -1):
+    read_chunks = tfrecord.iter_record_chunks
+    # In memory; in memory read 100 bytes at a time and written one record
+    # at a time (several chunks, sources and blocks); streamed (protobuf).
+    for limit, chunk_bytes, block_bytes in ((1 << 30, 1 << 24, 1 << 24),
+                                            (1 << 30, 100, 1), (-1, 1, 1)):
         monkeypatch.setattr(_packer, "_IN_MEMORY_BYTES", limit)
-        out = tmp_path / f"out{limit}.tfr"
+        monkeypatch.setattr(_packer, "_BLOCK_BYTES", block_bytes)
+        monkeypatch.setattr(tfrecord, "iter_record_chunks", functools.partial(
+            read_chunks, chunk_bytes=chunk_bytes))
+        out = tmp_path / f"out{len(outputs)}.tfr"
         tools.pack_nbrs(str(tmp_path / "lab.tfr"), str(tmp_path / "unl.tfr"),
                         str(tmp_path / "g.tsv"), str(out), **kwargs)
         outputs.append([example_proto.Example.FromString(r)
                         for r in tfrecord.iter_records(str(out))])
-    fast, slow = outputs
+    fast, small_pieces, slow = outputs
     assert fast == slow  # messages: keys, kinds, values and unknown fields
+    assert small_pieces == slow
     assert [example_proto.example_to_dict(e) for e in fast] == [
         example_proto.example_to_dict(e) for e in slow]
     return [example_proto.example_to_dict(e) for e in fast]

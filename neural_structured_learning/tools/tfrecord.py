@@ -37,9 +37,11 @@ except ModuleNotFoundError as _error_import:
 from neural_structured_learning.tools import _fileio
 
 __all__ = [
+    "FRAME_OVERHEAD",
     "RecordChunk",
     "TFRecordError",
     "TFRecordWriter",
+    "frame_in_place",
     "iter_record_chunks",
     "iter_records",
     "masked_crc32c",
@@ -400,6 +402,45 @@ def read_record_at(fd, offset, length, *, path, index):
     return data
 
 
+FRAME_OVERHEAD = _HEADER_SIZE + _CRC.size  # 16 bytes around each payload
+
+
+def frame_in_place(buffer, lengths):
+    """Frames records laid out back to back in a writable `uint8` array.
+
+    Each record occupies `FRAME_OVERHEAD + length` bytes of `buffer`: 12
+    reserved bytes, its payload, 4 reserved bytes. The reserved bytes are
+    overwritten with the header (length, masked CRC of the length) and the
+    masked CRC of the payload, which makes `buffer` a TFRecord file's bytes.
+
+    Args:
+        buffer: a writable 1-D `uint8` NumPy array.
+        lengths: each record's payload length (ints).
+    """
+    lengths = np.asarray(lengths, np.int64)
+    count = len(lengths)
+    if not count:
+        return
+    sizes = lengths + FRAME_OVERHEAD
+    starts = np.cumsum(sizes) - sizes
+    if int(starts[-1] + sizes[-1]) != len(buffer):
+        raise ValueError(f"The framed lengths add up to "
+                         f"{int(starts[-1] + sizes[-1])} bytes, not to the "
+                         f"{len(buffer)} of the buffer.")
+    header = np.empty((count, _HEADER_SIZE), np.uint8)
+    header[:, :8] = lengths.astype("<u8").view(np.uint8).reshape(-1, 8)
+    header[:, 8:] = _masked_crc32c_rows(header[:, :8]).astype(
+        "<u4").view(np.uint8).reshape(-1, 4)
+    buffer[starts[:, None] + np.arange(_HEADER_SIZE)] = header
+    data_starts = starts + _HEADER_SIZE
+    data_ends = data_starts + lengths
+    view = memoryview(buffer)
+    crcs = _mask(np.fromiter(map(crc32c.crc32c, map(view.__getitem__, map(
+        slice, data_starts.tolist(), data_ends.tolist()))), np.uint32, count))
+    buffer[data_ends[:, None] + np.arange(_CRC.size)] = crcs.astype(
+        "<u4").view(np.uint8).reshape(-1, _CRC.size)
+
+
 def _pieces(blob, starts, size):
     """Object array of `blob[s:s + size]` for each start."""
     starts = starts.tolist()
@@ -484,6 +525,15 @@ class TFRecordWriter:
                                    object, count)
         frames[2::3] = _pieces(crcs, _CRC.size * at, _CRC.size)
         self._file.write(b"".join(frames.tolist()))
+        self.count += count
+
+    def write_framed(self, data, count):
+        """Appends `count` records already framed in `data` (bytes-like).
+
+        `data` holds whole records, framing included, e.g. a buffer passed
+        through `frame_in_place`.
+        """
+        self._file.write(data)
         self.count += count
 
     def __exit__(self, *exc_info):

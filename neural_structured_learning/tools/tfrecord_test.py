@@ -2,6 +2,7 @@
 
 import os
 
+import numpy as np
 import pytest
 
 from neural_structured_learning.tools import example_proto
@@ -249,3 +250,20 @@ def test_write_many_is_write_repeated(tmp_path):
         writer.write_many(records[3:])
     assert writer.count == 4
     assert many.read_bytes() == one.read_bytes()
+
+
+def test_frame_in_place_writes_the_file_bytes(tmp_path):
+    payloads = [b"", b"a", b"xyz" * 100]
+    sizes = [len(p) + tfrecord.FRAME_OVERHEAD for p in payloads]
+    buffer = np.full(sum(sizes), 0xEE, np.uint8)  # reserved bytes: garbage
+    at = 0
+    for payload, size in zip(payloads, sizes):
+        buffer[at + 12:at + 12 + len(payload)] = np.frombuffer(payload,
+                                                               np.uint8)
+        at += size
+    tfrecord.frame_in_place(buffer, [len(p) for p in payloads])
+    path = tmp_path / "a.tfr"
+    tfrecord.write_records(path, payloads)
+    assert buffer.tobytes() == path.read_bytes()
+    with pytest.raises(ValueError, match="add up to 17 bytes, not to"):
+        tfrecord.frame_in_place(buffer, [1])
