@@ -15,6 +15,8 @@ entries, then `NL_num_nbrs`, then for neighbour `i` its weight entry and
 its own entries with each key renamed `NL_nbr_{i}_{key}` (values copied
 byte for byte). The protobuf parser keeps the last entry of a repeated
 key, which gives exactly the message NSL 1.4 builds with `CopyFrom`.
+The output's bytes are pieces of one buffer, gathered by pyarrow
+(`_gather`, `_WireMerger`).
 Records in another layout, or seeds that already have `NL_*` features
 (where 1.4 appends to the existing lists), are merged through protobuf
 messages instead, as for larger inputs, which are read back by offset
