@@ -468,16 +468,16 @@ class _Merger:
 class _WireMerger:
     """Writes merged examples directly in wire format (module docstring).
 
-    Every output byte is a piece of one `_gather.Pool`, and a block of
-    records is one gather (a C++ loop) patched in place. A seed's pieces:
-    12 bytes reserved for its frame header, its `Features` head, its own
-    serialized features (a range of its input chunk), the label entry of
-    an unlabeled seed, `NL_num_nbrs`, one weight entry per neighbour
-    `i < 10`, then one *template* per such neighbour: the neighbour's map
-    entries renamed for neighbour 0 (`NL_nbr_0_{key}`), built once per
-    example used as a neighbour (`_add_templates`), whose prefix digits are
-    overwritten with `i` after the gather (same length), and 4 bytes
-    reserved for the data CRC (`tfrecord.frame_in_place` fills the frame).
+    Every output byte is a value of one `_gather.Pool` (`_pieces`), and a
+    block of records is one gather (a C++ loop) patched in place. A seed's
+    values: 12 bytes reserved for its frame header, its `Features` head,
+    its own serialized map entries, the label entry of an unlabeled seed,
+    `NL_num_nbrs`, one weight entry per neighbour `i < 10`, then one
+    *template* per such neighbour: the neighbour's map entries renamed for
+    neighbour 0 (`NL_nbr_0_{key}`), one per example used as a neighbour
+    (`_add_copies`), whose prefix digits are overwritten with `i` after
+    the gather (same length), and 4 bytes reserved for the data CRC
+    (`tfrecord.frame_in_place` fills the frame).
     Neighbours `i >= 10` (when `max_nbrs` allows) and the seeds merged
     through protobuf (see `_fast`) are built in Python beforehand and
     become one piece each.
