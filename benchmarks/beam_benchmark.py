@@ -165,6 +165,8 @@ def main():
                         help="input files of each kind")
     parser.add_argument("--max_nbrs", type=int, default=3)
     parser.add_argument("--no-single", dest="single", action="store_false")
+    parser.add_argument("--no-beam", dest="beam", action="store_false",
+                        help="only the single-machine pack_nbrs")
     parser.add_argument("--budget_gb", type=float, default=24.0)
     parser.add_argument("--output", default=os.path.join(
         os.path.dirname(os.path.abspath(__file__)), "results",
@@ -186,6 +188,8 @@ def main():
                 os.remove(os.path.join(tmp, "single.tfr"))
             rows.append(row)
             _save(args, rows)
+            if not args.beam:
+                continue
             _log("Beam pack_nbrs (DirectRunner)...")
             row["beam"] = run_beam(inputs, os.path.join(tmp, "beam.tfr"),
                                    args.workers, args.max_nbrs)
