@@ -570,22 +570,21 @@ class _WireMerger:
         begin = indptr[seeds]
         short = np.minimum(count, 10)
         has_long = fast & (count > 10)
-        empty, label, frame, crc = values.single(small, small.add_values(
-            [b"", self._label_entry, bytes(12), bytes(4)]) + np.arange(4))
+        empty, label, frame, crc = values.each(small, small.add_values(
+            [b"", self._label_entry, bytes(12), bytes(4)]), 4)
         num_entries = [
             wire.map_entry(naming.NUM_NBRS_FEATURE.encode(),
                            wire.int64_feature([k]))
             for k in range(int(count.max()) + 1 if len(count) else 1)]
-        num_base = values.size
-        values.single(small, small.add_values(num_entries) + np.arange(
-            len(num_entries)))
+        num_base = values.each(small, small.add_values(num_entries),
+                               len(num_entries))[0]
         num_sizes = np.fromiter(map(len, num_entries), np.int64)
         weight_size = self._weight_rows.shape[1]
-        weight_base = values.size
-        values.single(small, small.add_blob(
+        num_slots = len(self._weight_rows)
+        weight_base = values.size  # (no slots: no values)
+        values.each(small, small.add_blob(
             self._weight_rows.tobytes(),
-            weight_size * np.arange(1, len(self._weight_rows) + 1))
-                      + np.arange(len(self._weight_rows)))
+            weight_size * np.arange(1, num_slots + 1)), num_slots)
         # Pieces built in Python: protobuf merges and neighbours >= 10.
         built = np.flatnonzero(~fast | has_long)
         built_bytes = []
@@ -602,8 +601,8 @@ class _WireMerger:
                     None if labeled[seed] else self._label))
         built_value = np.zeros(len(seeds), np.int64)
         built_size = np.zeros(len(seeds), np.int64)
-        built_value[built] = values.single(
-            small, small.add_values(built_bytes) + np.arange(len(built)))
+        built_value[built] = values.each(
+            small, small.add_values(built_bytes), len(built))
         built_size[built] = np.fromiter(map(len, built_bytes), np.int64,
                                         len(built))
         used = np.zeros(len(index.ids), bool)
@@ -625,8 +624,8 @@ class _WireMerger:
                                   minlength=len(rows)).astype(np.int64)
                     + built_size[rows])
         heads, head_ends = _example_heads(features)
-        head_base = values.single(small, small.add_blob(heads, head_ends)
-                                  + np.arange(len(rows)))
+        head_base = values.each(small, small.add_blob(heads, head_ends),
+                                len(rows))
         lengths = np.zeros(len(seeds), np.int64)
         lengths[rows] = 1 + wire.varint_sizes(features) + features
         slow = np.flatnonzero(~fast)
@@ -782,8 +781,9 @@ class _Runs:
     """Values made of runs of pieces of source `_gather.Pool`s.
 
     `runs(source, pieces, counts)` declares values, value `i` being the next
-    `counts[i]` pieces of `pieces` (of `source`) joined; `single(source,
-    pieces)` one value per piece; both return the new values' indices.
+    `counts[i]` pieces of `pieces` (of `source`) joined; `each(source,
+    first, count)` one value per piece of a range; both return the new
+    values' indices.
     `pool()` copies every value, in order, into one buffer (source by
     source, each built when first needed and released after its last
     use) and returns a pool of them.
@@ -798,9 +798,10 @@ class _Runs:
         self.size += len(counts)
         return self.size - len(counts) + np.arange(len(counts))
 
-    def single(self, source, pieces):
-        pieces = np.atleast_1d(np.asarray(pieces, np.int64))
-        return self.runs(source, pieces, np.ones(len(pieces), np.int64))
+    def each(self, source, first, count):
+        """One value per piece `first, ..., first + count - 1`."""
+        return self.runs(source, first + np.arange(count),
+                         np.ones(count, np.int64))
 
     def pool(self):
         # pylint: disable=import-outside-toplevel
