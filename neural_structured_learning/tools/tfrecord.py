@@ -216,6 +216,23 @@ def _mask(crc):
     return (rotated + np.uint64(_MASK_DELTA)) & np.uint64(0xFFFFFFFF)
 
 
+def _crc32c_of_slices(buffer, starts, ends):
+    """CRC-32C (unmasked) of `buffer[s:e]` for each `s, e` (uint32 array)."""
+    view = memoryview(buffer)
+    return np.fromiter(map(crc32c.crc32c, map(view.__getitem__, map(
+        slice, starts.tolist(), ends.tolist()))), np.uint32, len(starts))
+
+
+def _headers(lengths):
+    """The 12-byte frame header of each payload length: `(n, 12)` uint8."""
+    header = np.empty((len(lengths), _HEADER_SIZE), np.uint8)
+    header[:, :8] = np.asarray(lengths).astype("<u8").view(
+        np.uint8).reshape(-1, 8)
+    header[:, 8:] = _masked_crc32c_rows(header[:, :8]).astype(
+        "<u4").view(np.uint8).reshape(-1, 4)
+    return header
+
+
 def _frame_starts(buffer):
     """Frame starts of the records that lie entirely in `buffer`.
 
@@ -250,10 +267,7 @@ def _verified_prefix(path, buffer, starts, base, first_index):
     stored = headers[:, 8:].copy().view("<u4").ravel()
     data_starts = starts + _HEADER_SIZE
     ends = data_starts + lengths
-    view = memoryview(buffer)
-    crc = crc32c.crc32c
-    computed = np.fromiter(map(crc, map(view.__getitem__, map(
-        slice, data_starts.tolist(), ends.tolist()))), np.uint32, len(starts))
+    computed = _crc32c_of_slices(buffer, data_starts, ends)
     stored_data = u8[ends[:, None] + np.arange(_CRC.size)].copy().view(
         "<u4").ravel()
     bad = (stored != _masked_crc32c_rows(headers[:, :8])) | (
@@ -427,16 +441,10 @@ def frame_in_place(buffer, lengths):
         raise ValueError(f"The framed lengths add up to "
                          f"{int(starts[-1] + sizes[-1])} bytes, not to the "
                          f"{len(buffer)} of the buffer.")
-    header = np.empty((count, _HEADER_SIZE), np.uint8)
-    header[:, :8] = lengths.astype("<u8").view(np.uint8).reshape(-1, 8)
-    header[:, 8:] = _masked_crc32c_rows(header[:, :8]).astype(
-        "<u4").view(np.uint8).reshape(-1, 4)
-    buffer[starts[:, None] + np.arange(_HEADER_SIZE)] = header
+    buffer[starts[:, None] + np.arange(_HEADER_SIZE)] = _headers(lengths)
     data_starts = starts + _HEADER_SIZE
     data_ends = data_starts + lengths
-    view = memoryview(buffer)
-    crcs = _mask(np.fromiter(map(crc32c.crc32c, map(view.__getitem__, map(
-        slice, data_starts.tolist(), data_ends.tolist()))), np.uint32, count))
+    crcs = _mask(_crc32c_of_slices(buffer, data_starts, data_ends))
     buffer[data_ends[:, None] + np.arange(_CRC.size)] = crcs.astype(
         "<u4").view(np.uint8).reshape(-1, _CRC.size)
 
@@ -503,18 +511,12 @@ class TFRecordWriter:
         if int(ends[-1]) != len(data):
             raise ValueError(f"The lengths add up to {int(ends[-1])}, not "
                              f"to the {len(data)} bytes of data.")
-        starts = (ends - lengths).tolist()
-        ends = ends.tolist()
+        starts = ends - lengths
+        crcs = _mask(_crc32c_of_slices(data, starts, ends)).astype(
+            "<u4").tobytes()
+        headers = _headers(lengths).tobytes()
         view = memoryview(data)
-        header = np.empty((count, _HEADER_SIZE), np.uint8)
-        header[:, :8] = lengths.astype("<u8").view(np.uint8).reshape(-1, 8)
-        header[:, 8:] = _masked_crc32c_rows(header[:, :8]).astype(
-            "<u4").view(np.uint8).reshape(-1, 4)
-        crcs = _mask(np.fromiter(
-            map(crc32c.crc32c, map(view.__getitem__, map(slice, starts,
-                                                           ends))),
-            np.uint32, count)).astype("<u4").tobytes()
-        headers = header.tobytes()
+        starts, ends = starts.tolist(), ends.tolist()
         # [header, payload, CRC] per record, assembled without a Python
         # loop (map and object arrays iterate in C).
         frames = np.empty(3 * count, object)
