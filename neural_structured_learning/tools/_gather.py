@@ -6,7 +6,8 @@ pyarrow `large_binary` array; `Pool.gather(index)` returns the values that
 `pyarrow.compute.take`: a C++ loop, where `b"".join` of slices needs a
 Python `bytes` object per piece (the cost that dominated `pack_nbrs`'s
 writer). pyarrow is the tools extra's (it also reads graph TSVs and
-Parquet embeddings) and is imported when a pool is made.
+Parquet embeddings) and is imported when a pool is made. `Runs` builds a
+pool whose values are each a run of pieces of other pools, copied once.
 
     >>> pool = Pool()
     >>> first = pool.add_values([b"ab", b"", b"cde"])
@@ -109,3 +110,64 @@ class Pool:
         data = self._take(self._array, indices).buffers()[2]
         out = np.frombuffer(data, np.uint8, total)
         return out if out.flags.writeable else out.copy()
+
+
+class Runs:
+    """Values made of runs of pieces of source `Pool`s.
+
+    `runs(source, pieces, counts)` declares values, value `i` being the next
+    `counts[i]` pieces of `pieces` (of `source`) joined; `each(source,
+    first, count)` one value per piece of a range; both return the new
+    values' indices.
+    `pool()` copies every value, in order, into one buffer (source by
+    source, each built when first needed and released after its last
+    use) and returns a pool of them.
+
+        >>> source = Pool()
+        >>> cut = source.add_cuts(b"0123456789", [2, 5])
+        >>> runs = Runs()
+        >>> runs.runs(source, [cut + 2, cut + 1, cut], [2, 1]).tolist()
+        [0, 1]
+        >>> pool = runs.pool()
+        >>> bytes(pool.gather([1, 0, 1]))
+        b'015678923401'
+    """
+
+    def __init__(self):
+        self._blocks, self.size = [], 0
+
+    def runs(self, source, pieces, counts):
+        counts = np.asarray(counts, np.int64)
+        self._blocks.append((source, np.asarray(pieces, np.int64), counts))
+        self.size += len(counts)
+        return self.size - len(counts) + np.arange(len(counts))
+
+    def each(self, source, first, count):
+        """One value per piece `first, ..., first + count - 1`."""
+        return self.runs(source, first + np.arange(count),
+                         np.ones(count, np.int64))
+
+    def pool(self):
+        sizes = [np.bincount(np.repeat(np.arange(len(counts)), counts),
+                             weights=source.piece_lengths()[pieces],
+                             minlength=len(counts)).astype(np.int64)
+                 for source, pieces, counts in self._blocks]
+        sizes = np.concatenate(sizes) if sizes else np.zeros(0, np.int64)
+        ends = np.cumsum(sizes)
+        data = np.empty(int(ends[-1]) if len(ends) else 0, np.uint8)
+        last_use = {id(block[0]): k for k, block in enumerate(self._blocks)}
+        blocks, self._blocks = self._blocks, []
+        start = 0
+        for k, (source, pieces, counts) in enumerate(blocks):
+            if source.lengths is None:
+                source.build()
+            out = source.gather(pieces)
+            data[start:start + len(out)] = out
+            start += len(out)
+            if last_use[id(source)] == k:
+                source.release()
+            blocks[k] = None
+        pool = Pool()
+        pool.add_blob(data, ends)
+        pool.build()
+        return pool

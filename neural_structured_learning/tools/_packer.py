@@ -551,7 +551,7 @@ class _WireMerger:
 
         Each of the pool's values is a run of pieces of a *source*: an
         input chunk cut at every map entry (`_add_copies`), or the bytes
-        built here. The values are copied once into one buffer (`_Runs`),
+        built here. The values are copied once into one buffer (`_gather.Runs`),
         source by source, each input chunk released once copied (memory):
         every output block is then one gather from one buffer.
 
@@ -565,7 +565,7 @@ class _WireMerger:
         # pylint: disable=import-outside-toplevel
         from neural_structured_learning.tools import _gather
         wire, index, indptr = self._wire, self._index, self._indptr
-        small, values = _gather.Pool(), _Runs()
+        small, values = _gather.Pool(), _gather.Runs()
         count = indptr[seeds + 1] - indptr[seeds]
         begin = indptr[seeds]
         short = np.minimum(count, 10)
@@ -775,60 +775,6 @@ class _WireMerger:
         weight = wire.map_entry(key, wire.float_feature(
             [self._weights[slot]]))
         return weight + self._renamed(int(self._nbrs[slot]), i)
-
-
-class _Runs:
-    """Values made of runs of pieces of source `_gather.Pool`s.
-
-    `runs(source, pieces, counts)` declares values, value `i` being the next
-    `counts[i]` pieces of `pieces` (of `source`) joined; `each(source,
-    first, count)` one value per piece of a range; both return the new
-    values' indices.
-    `pool()` copies every value, in order, into one buffer (source by
-    source, each built when first needed and released after its last
-    use) and returns a pool of them.
-    """
-
-    def __init__(self):
-        self._blocks, self.size = [], 0
-
-    def runs(self, source, pieces, counts):
-        counts = np.asarray(counts, np.int64)
-        self._blocks.append((source, np.asarray(pieces, np.int64), counts))
-        self.size += len(counts)
-        return self.size - len(counts) + np.arange(len(counts))
-
-    def each(self, source, first, count):
-        """One value per piece `first, ..., first + count - 1`."""
-        return self.runs(source, first + np.arange(count),
-                         np.ones(count, np.int64))
-
-    def pool(self):
-        # pylint: disable=import-outside-toplevel
-        from neural_structured_learning.tools import _gather
-        sizes = [np.bincount(np.repeat(np.arange(len(counts)), counts),
-                             weights=source.piece_lengths()[pieces],
-                             minlength=len(counts)).astype(np.int64)
-                 for source, pieces, counts in self._blocks]
-        sizes = np.concatenate(sizes) if sizes else np.zeros(0, np.int64)
-        ends = np.cumsum(sizes)
-        data = np.empty(int(ends[-1]) if len(ends) else 0, np.uint8)
-        last_use = {id(block[0]): k for k, block in enumerate(self._blocks)}
-        blocks, self._blocks = self._blocks, []
-        start = 0
-        for k, (source, pieces, counts) in enumerate(blocks):
-            if source.lengths is None:
-                source.build()
-            out = source.gather(pieces)
-            data[start:start + len(out)] = out
-            start += len(out)
-            if last_use[id(source)] == k:
-                source.release()
-            blocks[k] = None
-        pool = _gather.Pool()
-        pool.add_blob(data, ends)
-        pool.build()
-        return pool
 
 
 _BLOCK_BYTES = 1 << 24  # output bytes assembled at a time (about)
