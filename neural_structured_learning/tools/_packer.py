@@ -35,6 +35,7 @@ from neural_structured_learning._core import naming
 from neural_structured_learning._core import progress as _progress
 from neural_structured_learning._core import validation as _validation
 from neural_structured_learning.tools import _fileio
+from neural_structured_learning.tools import _pages
 from neural_structured_learning.tools import graph_utils
 
 _logger = logging.getLogger(__name__)
@@ -286,6 +287,7 @@ def check_arguments(max_nbrs, unlabeled_label, label_feature_name,
     return unlabeled_label
 
 
+@_pages.small_pages()  # short-lived large arrays: see `_pages`
 def pack_nbrs(labeled_examples_path, unlabeled_examples_path, graph_path,
               output_training_data_path, add_undirected_edges=False,
               max_nbrs=None, id_feature_name="id", *, progress=None,
@@ -777,7 +779,9 @@ class _WireMerger:
         return weight + self._renamed(int(self._nbrs[slot]), i)
 
 
-_BLOCK_BYTES = 1 << 24  # output bytes assembled at a time (about)
+_BLOCK_BYTES = 1 << 21  # output bytes assembled at a time (about): 2 MiB
+# stays in cache through take, patch, framing and write (16 MiB: 5.4 s
+# instead of 4.5 s at 640k examples)
 
 
 def _blocks(sizes):
