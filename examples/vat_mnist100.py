@@ -74,18 +74,52 @@ def build_mlp(units=(1200, 600, 300, 150), batchnorm=True):
     return keras.Sequential(layers)
 
 
+def recalibrate_batchnorm(model, x, batch_size=1000):
+    """Sets each BatchNormalization's statistics to their values on `x`.
+
+    Layer by layer, in order: the mean and (biased) variance of the layer's
+    inputs over all of `x`, computed in inference mode with the layers
+    before it already recalibrated (Miyato et al. evaluate with statistics
+    re-estimated this way instead of training's moving averages).
+    """
+    layers = model.layers
+    for k, layer in enumerate(layers):
+        if not isinstance(layer, keras.layers.BatchNormalization):
+            continue
+        total, total_sq = 0.0, 0.0
+        for start in range(0, len(x), batch_size):
+            h = keras.ops.convert_to_tensor(x[start:start + batch_size])
+            for before in layers[:k]:
+                h = before(h, training=False)
+            h = keras.ops.convert_to_numpy(h).astype("float64")
+            total = total + h.sum(0)
+            total_sq = total_sq + (h * h).sum(0)
+        mean = total / len(x)
+        layer.moving_mean.assign(mean.astype("float32"))
+        layer.moving_variance.assign(
+            np.maximum(total_sq / len(x) - mean * mean, 0).astype("float32"))
+
+
+def accuracy(model, x, y):
+    logits = model.predict(x, batch_size=1000, verbose=0)
+    return float(np.mean(np.argmax(logits, -1) == y))
+
+
 class ValidationHistory(keras.callbacks.Callback):
-    """Records validation accuracy every `every` epochs."""
+    """Records validation accuracy every `every` epochs; keeps the last
+    epoch's weights (`fit` then swaps in the optimizer's EMA, if any)."""
 
     def __init__(self, model, x, y, every):
         super().__init__()
         self.base, self.x, self.y, self.every = model, x, y, every
         self.history = []
+        self.last_weights = None
 
     def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.params["epochs"]:
+            self.last_weights = self.base.get_weights()
         if (epoch + 1) % self.every == 0:
-            logits = self.base.predict(self.x, batch_size=1000, verbose=0)
-            acc = float(np.mean(np.argmax(logits, -1) == self.y))
+            acc = accuracy(self.base, self.x, self.y)
             self.history.append((epoch + 1, acc))
             print(f"  epoch {epoch + 1}: validation accuracy {acc:.4f}",
                   flush=True)
@@ -109,6 +143,7 @@ def train(args, data, name):
         model, vat_config=config,
         multiplier=0.0 if name == "plain" else args.multiplier,
         entropy_weight=args.entropy_weight if name == "vat_entmin" else 0.0,
+        entropy_rampup_epochs=args.entropy_rampup,
         seed=args.seed,
         perturbed_pass_training=(None if args.perturbed_pass_training ==
                                  "same" else False))
@@ -120,7 +155,10 @@ def train(args, data, name):
         schedule = keras.optimizers.schedules.ExponentialDecay(
             args.learning_rate, args.decay_steps, args.decay_rate,
             staircase=True)
-    wrapper.compile(keras.optimizers.Adam(schedule),
+    optimizer = keras.optimizers.Adam(
+        schedule, use_ema=args.ema_momentum > 0,
+        ema_momentum=args.ema_momentum or 0.99)
+    wrapper.compile(optimizer,
                     loss=keras.losses.SparseCategoricalCrossentropy(
                         from_logits=True),
                     metrics=["accuracy"])
@@ -128,7 +166,32 @@ def train(args, data, name):
                                  y_train[validation], args.eval_every)
     start = time.time()
     wrapper.fit(batches, epochs=args.epochs, verbose=0, callbacks=[callback])
-    return model, time.time() - start, callback.history, steps
+    seconds = time.time() - start
+    final = {"raw": callback.last_weights}
+    if args.ema_momentum > 0:
+        final["ema"] = model.get_weights()  # EMA weights, moving statistics
+    return model, seconds, callback.history, steps, final
+
+
+def evaluate_variants(model, final, data, x_test, y_test):
+    """Validation accuracy and test error of the trained weights (`raw`)
+    and their EMA (if kept), each with training's moving BatchNormalization
+    statistics (`moving`) and with statistics re-estimated on the training
+    images (`recalibrated`)."""
+    x_train, y_train, labeled, validation, unlabeled = data
+    seen = x_train[np.concatenate([labeled, unlabeled])]
+    variants = {}
+    for name, weights in final.items():
+        model.set_weights(weights)
+        for stats in ("moving", "recalibrated"):
+            if stats == "recalibrated":
+                recalibrate_batchnorm(model, seen)
+            variants[f"{name}_{stats}"] = dict(
+                validation=accuracy(model, x_train[validation],
+                                    y_train[validation]),
+                test_error=1 - accuracy(model, x_test, y_test))
+    model.set_weights(final["raw"])
+    return variants
 
 
 def main(argv=None):
@@ -143,6 +206,9 @@ def main(argv=None):
     parser.add_argument("--multiplier", type=float, default=1.0)
     parser.add_argument("--entropy_weight", type=float, default=0.1,
                         help="entropy minimisation weight of vat_entmin")
+    parser.add_argument("--entropy_rampup", type=int, default=0,
+                        help="passes over which vat_entmin's entropy weight "
+                        "ramps up from ~0 (sigmoid; 0: full weight at once)")
     parser.add_argument("--epochs", type=int, default=100,
                         help="passes over the unlabeled data")
     parser.add_argument("--labeled_batch_size", type=int, default=32)
@@ -154,6 +220,9 @@ def main(argv=None):
                         "or x decay_rate every decay_steps steps")
     parser.add_argument("--decay_steps", type=int, default=500)
     parser.add_argument("--decay_rate", type=float, default=0.9)
+    parser.add_argument("--ema_momentum", type=float, default=0.0,
+                        help="also evaluate an exponential moving average "
+                        "of the weights with this momentum (0: none)")
     parser.add_argument("--eval_every", type=int, default=5)
     parser.add_argument("--units", default="1200,600,300,150",
                         help="hidden layer sizes, comma-separated")
@@ -184,12 +253,17 @@ def main(argv=None):
     rows = []
     for name in args.models:
         print(f"training {name} ...", flush=True)
-        model, seconds, history, steps = train(args, data, name)
-        logits = model.predict(x_test, batch_size=1000, verbose=0)
-        error = float(np.mean(np.argmax(logits, -1) != y_test))
-        rows.append(dict(model=name, test_error=error,
+        model, seconds, history, steps, final = train(args, data, name)
+        variants = evaluate_variants(model, final, data, x_test, y_test)
+        for variant, result in variants.items():
+            print(f"  {variant}: validation accuracy "
+                  f"{result['validation']:.4f}, test error "
+                  f"{100 * result['test_error']:.2f}%", flush=True)
+        rows.append(dict(model=name,
+                         test_error=variants["raw_moving"]["test_error"],
                          validation=history[-1][1] if history else None,
-                         train_seconds=round(seconds), steps=steps))
+                         train_seconds=round(seconds), steps=steps,
+                         history=history, variants=variants))
     print("\n| model | test error | validation accuracy | steps | train s |")
     print("|---|---|---|---|---|")
     for r in rows:

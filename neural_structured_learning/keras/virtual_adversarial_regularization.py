@@ -6,7 +6,7 @@ labeled and unlabeled rows:
 
     loss = mean_{labeled i} CE(y_i, f(x_i))
            + multiplier * mean_{all i} KL(p(x_i) || p(x_i + r_adv,i))
-           + entropy_weight * mean_{all i} H(p(x_i))
+           + entropy_weight * ramp(epoch) * mean_{all i} H(p(x_i))
 
 where `p(x)` is the model's (constant) prediction and `r_adv` the virtual
 adversarial perturbation of radius `epsilon = adv_step_size`: starting from
@@ -68,6 +68,15 @@ class VirtualAdversarialRegularization(regularized_model.RegularizedModel):
         unlabeled_label: label value marking unlabeled rows (integer or
             float labels; None: every row is labeled).
         entropy_weight: weight of the entropy-minimisation term (>= 0).
+        entropy_rampup_epochs: 0 (default: the full weight from the first
+            step), or R > 0: `fit` multiplies the entropy weight by
+            `exp(-5 (1 - min(e / R, 1))^2)` in epoch `e` (counted from 0,
+            as Keras counts `initial_epoch`; Laine and Aila's sigmoid
+            ramp-up), so that predictions still wrong early in training
+            are not made confident (docs/vat.md: without it the entropy
+            term locked in errors on two MNIST seeds of three). The value
+            is logged as `entropy_ramp`. Outside `fit` the last value
+            holds (1.0 before any `fit`).
         from_logits: whether the base model outputs logits; None infers it
             from the compiled loss's `from_logits` (False for string
             losses).
@@ -90,7 +99,8 @@ class VirtualAdversarialRegularization(regularized_model.RegularizedModel):
                  label_mask_key=None, unlabeled_label=naming.UNLABELED,
                  entropy_weight=0.0, from_logits=None, seed=None,
                  base_with_labels_in_features=False,
-                 perturbed_pass_training=False, **kwargs):
+                 perturbed_pass_training=False, entropy_rampup_epochs=0,
+                 **kwargs):
         kwargs.setdefault("name", "VirtualAdversarialRegularization")
         if isinstance(label_keys, str):
             label_keys = (label_keys,)
@@ -102,8 +112,14 @@ class VirtualAdversarialRegularization(regularized_model.RegularizedModel):
         vat_term = vat.VirtualAdversarialTerm(
             vat_config, multiplier, from_logits, perturbed_pass_training)
         terms = [vat_term]
+        rampup = vat.check_rampup_epochs(entropy_rampup_epochs)
         entropy = vat.EntropyTerm(entropy_weight, from_logits)
+        ramp = None
         if entropy.weight > 0:
+            if rampup:
+                ramp = keras.Variable(1.0, trainable=False, dtype="float32",
+                                      name="entropy_ramp")
+                entropy.scale = ramp
             terms.append(entropy)
         super().__init__(
             base_model, terms=terms, label_keys=label_keys,
@@ -115,6 +131,8 @@ class VirtualAdversarialRegularization(regularized_model.RegularizedModel):
         self.vat_config = vat_term.vat_config
         self.multiplier = vat_term.multiplier
         self.entropy_weight = entropy.weight
+        self.entropy_rampup_epochs = rampup
+        self.entropy_ramp = ramp  # tracked: saved with the weights
         self.from_logits = from_logits
         self.perturbed_pass_training = perturbed_pass_training
 
@@ -125,9 +143,17 @@ class VirtualAdversarialRegularization(regularized_model.RegularizedModel):
                       label_mask_key=self.label_mask_key,
                       unlabeled_label=self.unlabeled_label,
                       entropy_weight=self.entropy_weight,
+                      entropy_rampup_epochs=self.entropy_rampup_epochs,
                       from_logits=self.from_logits,
                       perturbed_pass_training=self.perturbed_pass_training)
         return config
+
+    def fit(self, x=None, y=None, batch_size=None, **kwargs):
+        if self.entropy_ramp is not None:
+            kwargs["callbacks"] = [vat.EntropyRampUp(
+                self.entropy_ramp, self.entropy_rampup_epochs),
+                                   *(kwargs.get("callbacks") or [])]
+        return super().fit(x, y, batch_size=batch_size, **kwargs)
 
     def vat_loss(self, features, predictions, training=False,
                  from_logits=True, initial_direction=None):

@@ -193,6 +193,57 @@ class TestTraining:
         assert_allclose(loaded.predict(X, verbose=0), X @ W, rtol=1e-6)
 
 
+def _softmax_entropy(logits):
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    return float(np.mean(-(p * np.log(p)).sum(-1)))
+
+
+@pytest.mark.parametrize("rampup", [0, 4])
+def test_entropy_rampup_scales_the_entropy_term_by_epoch(rampup):
+    # A frozen model (learning rate 0), one batch per epoch: the logged
+    # entropy term is exactly weight * ramp(epoch) * H.
+    vat = nsl.keras.VirtualAdversarialRegularization(
+        linear_classifier(), vat_config=vat_config(), entropy_weight=0.5,
+        entropy_rampup_epochs=rampup)
+    vat.compile(keras.optimizers.SGD(0.0),
+                loss=keras.losses.SparseCategoricalCrossentropy(
+                    from_logits=True))
+    y = np.array([2, -1, 1, 0], "int32")
+    history = vat.fit(X, y, batch_size=4, epochs=6, verbose=0).history
+    ramp = ([np.exp(-5 * (1 - min(e / rampup, 1)) ** 2) for e in range(6)]
+            if rampup else [1.0] * 6)
+    if rampup:
+        assert_allclose(history["entropy_ramp"], ramp, rtol=1e-6)
+        assert_allclose(ramp[:2], [np.exp(-5), np.exp(-5 * 0.75 ** 2)])
+        assert float(to_numpy(vat.entropy_ramp)) == 1.0
+    else:
+        assert "entropy_ramp" not in history and vat.entropy_ramp is None
+    assert_allclose(history["scaled_entropy"],
+                    0.5 * np.array(ramp) * _softmax_entropy(X @ W),
+                    rtol=1e-5)
+
+
+def test_entropy_rampup_is_saved(tmp_path):
+    vat = wrap(entropy_weight=0.5, entropy_rampup_epochs=3)
+    vat.fit(X, np.array([2, -1, 1, 0], "int32"), batch_size=4, epochs=1,
+            verbose=0)
+    path = os.path.join(tmp_path, "vat.keras")
+    vat.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.entropy_rampup_epochs == 3
+    assert_allclose(to_numpy(loaded.entropy_ramp), np.exp(-5), rtol=1e-6)
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, True, "3"])
+def test_entropy_rampup_epochs_must_be_a_count(value):
+    with pytest.raises(ValueError, match=r"`entropy_rampup_epochs` must be "
+                                         r"an integer >= 0"):
+        nsl.keras.VirtualAdversarialRegularization(
+            linear_classifier(), entropy_weight=0.1,
+            entropy_rampup_epochs=value)
+
+
 def test_labeled_unlabeled_batches():
     x_lab = np.arange(6, dtype="float32")[:, None]
     y_lab = np.arange(6) % 3

@@ -15,6 +15,9 @@ regularization method for supervised and semi-supervised learning",
 https://arxiv.org/abs/1704.03976
 """
 
+import math
+import numbers
+
 import attr
 import keras
 from keras import ops
@@ -183,18 +186,23 @@ class VirtualAdversarialTerm(_term.Term):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class EntropyTerm(_term.Term):
-    """`weight * mean_i H(p(x_i))` on every row (entropy minimisation).
+    """`weight * scale * mean_i H(p(x_i))` on every row (entropy
+    minimisation).
 
     Args:
         weight: weight of the term (>= 0).
         from_logits: as `VirtualAdversarialTerm`.
         name: the metric name.
+        scale: None, or a scalar non-trainable `keras.Variable` tracked by
+            the model (the VAT wrapper's ramp-up: see
+            `VirtualAdversarialRegularization(entropy_rampup_epochs=...)`).
     """
 
     metric_attribute = "_scaled_entropy"
     uses_unlabeled_rows = True
 
-    def __init__(self, weight=1.0, from_logits=None, name="scaled_entropy"):
+    def __init__(self, weight=1.0, from_logits=None, name="scaled_entropy",
+                 scale=None):
         if not weight >= 0:
             raise ValueError(
                 f"`entropy_weight` must be >= 0. Received: entropy_weight="
@@ -202,6 +210,7 @@ class EntropyTerm(_term.Term):
         self.weight = float(weight)
         self.from_logits = from_logits
         self.name = name
+        self.scale = scale
 
     def get_config(self):
         return {"weight": self.weight, "from_logits": self.from_logits,
@@ -210,5 +219,44 @@ class EntropyTerm(_term.Term):
     def loss(self, model, step, index, training):
         if self.weight == 0:
             return None
-        return self.weight * ops.mean(distances.entropy_from_outputs(
+        weight = self.weight
+        if self.scale is not None:
+            weight = weight * ops.cast(self.scale, step.outputs.dtype)
+        return weight * ops.mean(distances.entropy_from_outputs(
             step.outputs, _term.resolve_from_logits(model, self.from_logits)))
+
+
+def rampup(epoch, epochs):
+    """Laine and Aila's sigmoid ramp-up: `exp(-5 (1 - min(epoch / epochs,
+    1))^2)`, from exp(-5) = 0.0067 at epoch 0 to 1 at `epochs` (1 when
+    `epochs` is 0)."""
+    if not epochs:
+        return 1.0
+    t = min(epoch / epochs, 1.0)
+    return math.exp(-5.0 * (1.0 - t) ** 2)
+
+
+def check_rampup_epochs(epochs):
+    """`epochs` as an int, or a ValueError naming the argument."""
+    if (isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral)
+            or epochs < 0):
+        raise ValueError(
+            "`entropy_rampup_epochs` must be an integer >= 0. Received: "
+            f"entropy_rampup_epochs={epochs!r}")
+    return int(epochs)
+
+
+class EntropyRampUp(keras.callbacks.Callback):
+    """Sets `variable` to `rampup(epoch, epochs)` at the start of every
+    epoch and logs it as `entropy_ramp` (added by the VAT wrapper's `fit`)."""
+
+    def __init__(self, variable, epochs):
+        super().__init__()
+        self.variable, self.epochs = variable, epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.variable.assign(rampup(epoch, self.epochs))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["entropy_ramp"] = rampup(epoch, self.epochs)
