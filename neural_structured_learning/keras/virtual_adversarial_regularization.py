@@ -23,6 +23,7 @@ https://arxiv.org/abs/1704.03976
 import keras
 
 from neural_structured_learning._core import naming
+from neural_structured_learning._core import validation
 from neural_structured_learning.configs import configs
 from neural_structured_learning.keras import regularized_model
 from neural_structured_learning.keras.labeled_unlabeled_batches import LabeledUnlabeledBatches  # noqa: F401  (1.4-era import path)
@@ -112,7 +113,8 @@ class VirtualAdversarialRegularization(regularized_model.RegularizedModel):
         vat_term = vat.VirtualAdversarialTerm(
             vat_config, multiplier, from_logits, perturbed_pass_training)
         terms = [vat_term]
-        rampup = vat.check_rampup_epochs(entropy_rampup_epochs)
+        rampup = validation.check_int("entropy_rampup_epochs",
+                                      entropy_rampup_epochs, 0)
         entropy = vat.EntropyTerm(entropy_weight, from_logits)
         ramp = None
         if entropy.weight > 0:

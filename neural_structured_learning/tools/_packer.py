@@ -553,9 +553,10 @@ class _WireMerger:
 
         Each of the pool's values is a run of pieces of a *source*: an
         input chunk cut at every map entry (`_add_copies`), or the bytes
-        built here. The values are copied once into one buffer (`_gather.Runs`),
-        source by source, each input chunk released once copied (memory):
-        every output block is then one gather from one buffer.
+        built here. The values are copied once into one buffer
+        (`_gather.Runs`), source by source, each input chunk released once
+        copied (memory): every output block is then one gather from one
+        buffer.
 
         Returns `(pool, pieces, lengths, digits)`: the pool; its values
         for all records, back to back; each record's payload length; and

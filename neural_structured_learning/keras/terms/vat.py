@@ -16,7 +16,6 @@ https://arxiv.org/abs/1704.03976
 """
 
 import math
-import numbers
 
 import attr
 import keras
@@ -234,16 +233,6 @@ def rampup(epoch, epochs):
         return 1.0
     t = min(epoch / epochs, 1.0)
     return math.exp(-5.0 * (1.0 - t) ** 2)
-
-
-def check_rampup_epochs(epochs):
-    """`epochs` as an int, or a ValueError naming the argument."""
-    if (isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral)
-            or epochs < 0):
-        raise ValueError(
-            "`entropy_rampup_epochs` must be an integer >= 0. Received: "
-            f"entropy_rampup_epochs={epochs!r}")
-    return int(epochs)
 
 
 class EntropyRampUp(keras.callbacks.Callback):
