@@ -181,7 +181,8 @@ def _read_tfrecord(path, rows, id_name, embedding_name, bar):
         count = len(chunk)
         regular, _, entries = _wire.example_entries(
             u8, chunk.data_starts, chunk.data_starts + chunk.lengths)
-        _wire.check_examples(chunk, path)
+        _wire.check_examples(chunk, path,
+                             _wire.valid_examples(u8, regular, entries))
         id_entry = entries.last_per_record(entries.with_key(u8, id_key),
                                            count)
         embedding_entry = entries.last_per_record(

@@ -1,9 +1,10 @@
 """Merging neighbours' features into labeled examples (`nsl.tools.pack_nbrs`).
 
 1. Scan every record once in bulk (`tfrecord.iter_record_chunks`: CRCs
-   checked, every record parsed once by protobuf to validate it) and keep,
-   per distinct id, where its last record lies. Ids come from the records'
-   bytes (`_wire`). Stream the graph TSV, keeping edges between known ids
+   checked; each record shown to be a `tf.train.Example`, in bulk for the
+   layout serializers write (`_wire.valid_examples`), by protobuf
+   otherwise) and keep, per distinct id, where its last record lies. Ids
+   come from the records' bytes (`_wire`). Stream the graph TSV, keeping edges between known ids
    as int/float arrays, and pick each labeled example's neighbours with
    NumPy sorts.
 2. For each labeled example, in file order, write the merged example.
@@ -36,6 +37,7 @@ from neural_structured_learning._core import progress as _progress
 from neural_structured_learning._core import validation as _validation
 from neural_structured_learning.tools import _fileio
 from neural_structured_learning.tools import _pages
+from neural_structured_learning.tools import _wire
 from neural_structured_learning.tools import graph_utils
 
 _logger = logging.getLogger(__name__)
@@ -112,10 +114,8 @@ class _ExampleIndex:
         return count
 
     def _add_chunk(self, chunk, path, file_index, labeled):
-        # pylint: disable=import-outside-toplevel
-        from neural_structured_learning.tools import _wire
-        _wire.check_examples(chunk, path)
         layout = _ChunkLayout(chunk)
+        _wire.check_examples(chunk, path, layout.valid)
         node_ids = self._chunk_ids(chunk, layout, path)
         row_of = self.row_of
         # New ids get the next rows, in first-seen order (C loops: map,
@@ -156,7 +156,6 @@ class _ExampleIndex:
     def _chunk_ids(self, chunk, layout, path):
         """The id of each record of a chunk (checked as `_id_of` does)."""
         # pylint: disable=import-outside-toplevel
-        from neural_structured_learning.tools import _wire
         from neural_structured_learning.tools import example_proto
         u8, entries = layout.u8, layout.entries
         count = len(chunk)
@@ -201,20 +200,20 @@ class _ChunkLayout:
     `entries` (all columns) lives until `compact()`, which keeps what the
     merge needs, as int32 where the buffer allows: per entry `key_start`,
     `key_end` (where the value field starts) and `end`; per record
-    `first_entry`, `regular`, `features_start`, `nl_keys`.
+    `first_entry`, `regular`, `features_start`, `nl_keys`. `valid` marks
+    the records shown valid in bulk (`_wire.valid_examples`), until then.
     """
 
     __slots__ = ("u8", "regular", "features_start", "entries", "first_entry",
-                 "nl_keys", "key_start", "key_end", "end")
+                 "nl_keys", "key_start", "key_end", "end", "valid")
 
     def __init__(self, chunk):
-        # pylint: disable=import-outside-toplevel
-        from neural_structured_learning.tools import _wire
         self.u8 = np.frombuffer(chunk.buffer, np.uint8)
         starts = chunk.data_starts
         self.regular, self.features_start, self.entries = (
             _wire.example_entries(self.u8, starts, starts + chunk.lengths))
         entries = self.entries
+        self.valid = _wire.valid_examples(self.u8, self.regular, entries)
         self.first_entry = np.searchsorted(entries.record,
                                            np.arange(len(chunk) + 1))
         # Seeds with NL_* features go through protobuf (1.4 appends to
@@ -227,6 +226,7 @@ class _ChunkLayout:
     def compact(self):
         dtype = np.int32 if len(self.u8) < (1 << 31) else np.int64
         entries, self.entries, self.u8 = self.entries, None, None
+        self.valid = None
         self.key_start = entries.key_start.astype(dtype)
         self.key_end = entries.key_end.astype(dtype)
         self.end = entries.end.astype(dtype)
@@ -486,9 +486,6 @@ class _WireMerger:
     """
 
     def __init__(self, index, indptr, nbrs, weights, label, slow):
-        # pylint: disable=import-outside-toplevel
-        from neural_structured_learning.tools import _wire
-        self._wire = _wire
         self._index = index
         self._slow = slow
         self._indptr = np.asarray(indptr, np.int64)
@@ -541,7 +538,7 @@ class _WireMerger:
             lo, hi = np.searchsorted(tpl_piece, [begin, end])
             nbr, per_slot = tpl_nbr[lo:hi], self._digit_count[tpl_nbr[lo:hi]]
             at = (np.repeat(piece_start[tpl_piece[lo:hi] - begin], per_slot)
-                  + self._digit_offsets[_ranges(self._digit_first[nbr],
+                  + self._digit_offsets[_wire.ranges(self._digit_first[nbr],
                                                 per_slot)])
             out[at] = ord("0") + np.repeat(tpl_position[lo:hi], per_slot)
             tfrecord.frame_in_place(out, lengths[start:stop])
@@ -567,7 +564,7 @@ class _WireMerger:
         """
         # pylint: disable=import-outside-toplevel
         from neural_structured_learning.tools import _gather
-        wire, index, indptr = self._wire, self._index, self._indptr
+        index, indptr = self._index, self._indptr
         small, values = _gather.Pool(), _gather.Runs()
         count = indptr[seeds + 1] - indptr[seeds]
         begin = indptr[seeds]
@@ -576,8 +573,8 @@ class _WireMerger:
         empty, label, frame, crc = values.each(small, small.add_values(
             [b"", self._label_entry, bytes(12), bytes(4)]), 4)
         num_entries = [
-            wire.map_entry(naming.NUM_NBRS_FEATURE.encode(),
-                           wire.int64_feature([k]))
+            _wire.map_entry(naming.NUM_NBRS_FEATURE.encode(),
+                           _wire.int64_feature([k]))
             for k in range(int(count.max()) + 1 if len(count) else 1)]
         num_base = values.each(small, small.add_values(num_entries),
                                len(num_entries))[0]
@@ -609,7 +606,7 @@ class _WireMerger:
         built_size[built] = np.fromiter(map(len, built_bytes), np.int64,
                                         len(built))
         used = np.zeros(len(index.ids), bool)
-        used[self._nbrs[_ranges(begin[fast], short[fast])]] = True
+        used[self._nbrs[_wire.ranges(begin[fast], short[fast])]] = True
         feature_value, feature_size, templates, template_sizes = (
             self._add_copies(values, seeds[fast],
                              np.flatnonzero(used & self._regular)))
@@ -630,7 +627,7 @@ class _WireMerger:
         head_base = values.each(small, small.add_blob(heads, head_ends),
                                 len(rows))
         lengths = np.zeros(len(seeds), np.int64)
-        lengths[rows] = 1 + wire.varint_sizes(features) + features
+        lengths[rows] = 1 + _wire.varint_sizes(features) + features
         slow = np.flatnonzero(~fast)
         lengths[slow] = built_size[slow]
         # The values of every record, back to back.
@@ -680,7 +677,7 @@ class _WireMerger:
         """
         # pylint: disable=import-outside-toplevel
         from neural_structured_learning.tools import _gather
-        wire, index = self._wire, self._index
+        index = self._index
         num_rows = len(index.ids)
         seed_value = np.zeros(len(seed_rows), np.int64)
         seed_size = np.zeros(len(seed_rows), np.int64)
@@ -719,18 +716,18 @@ class _WireMerger:
             at = index.position[seed_rows[seeds]]
             seed_value[seeds] = values.runs(
                 source,
-                _ranges(base + cut_first[at] + 1, 2 * counts[at]),
+                _wire.ranges(base + cut_first[at] + 1, 2 * counts[at]),
                 2 * counts[at])
             seed_size[seeds] = (record.data_starts[at] + record.lengths[at]
                                 - layout.features_start[at])
             # Templates: a new head, then the key and value fields.
             at = index.position[mine]
-            entry = _ranges(first_entry[at], counts[at])
+            entry = _wire.ranges(first_entry[at], counts[at])
             key_start = layout.key_start[entry].astype(np.int64)
             key_end = layout.key_end[entry].astype(np.int64)
             end = layout.end[entry].astype(np.int64)
             key_len = key_end - key_start + len(prefix0)
-            body = 1 + wire.varint_sizes(key_len) + key_len + (end - key_end)
+            body = 1 + _wire.varint_sizes(key_len) + key_len + (end - key_end)
             heads, head_end = _entry_heads(body, key_len, prefix0)
             head_len = np.diff(np.r_[0, head_end])
             entry_size = head_len + end - key_start
@@ -759,7 +756,7 @@ class _WireMerger:
 
     def _renamed(self, row, i):
         """The entries of example `row` renamed for neighbour `i` (slow)."""
-        wire, index = self._wire, self._index
+        index = self._index
         layout = index.layouts[index.chunk[row]]
         buffer = index.chunks[index.chunk[row]].buffer
         at = index.position[row]
@@ -768,14 +765,13 @@ class _WireMerger:
         for e in range(layout.first_entry[at], layout.first_entry[at + 1]):
             key_end = int(layout.key_end[e])
             key = prefix + buffer[int(layout.key_start[e]):key_end]
-            out.append(wire.field(0x0A, wire.field(0x0A, key) + buffer[
+            out.append(_wire.field(0x0A, _wire.field(0x0A, key) + buffer[
                 key_end:int(layout.end[e])]))
         return b"".join(out)
 
     def _long_slot(self, slot, i):
-        wire = self._wire
         key = f"{naming.NBR_PREFIX}{i}{naming.WEIGHT_SUFFIX}".encode()
-        weight = wire.map_entry(key, wire.float_feature(
+        weight = _wire.map_entry(key, _wire.float_feature(
             [self._weights[slot]]))
         return weight + self._renamed(int(self._nbrs[slot]), i)
 
@@ -795,13 +791,6 @@ def _blocks(sizes):
         stop = max(stop, start + 1)
         yield start, stop
         start = stop
-
-
-def _ranges(starts, counts):
-    """`concatenate([arange(s, s + c) for s, c in zip(starts, counts)])`."""
-    total = int(counts.sum())
-    first = np.cumsum(counts) - counts
-    return np.repeat(starts - first, counts) + np.arange(total)
 
 
 def _example_heads(sizes):

@@ -18,7 +18,9 @@ field repeated at the top level, unknown fields, a map entry without its
 key or value, varints longer than 5 bytes) makes a record irregular; callers
 handle those through the protobuf messages (`example_proto`), which define
 the semantics. Keys and values of regular records are reported as byte
-ranges of the buffer; nothing is copied.
+ranges of the buffer; nothing is copied. `valid_examples` shows in bulk
+that most regular records are valid `Example`s, so that protobuf parses
+only the others (`check_examples`): 4x cheaper than parsing them all.
 
 Wire format reference: https://protobuf.dev/programming-guides/encoding/.
 A map field is a repeated message field of entries `{1: key, 2: value}`;
@@ -254,8 +256,105 @@ def gather_floats(buffer, starts, width):
     return out
 
 
-def check_examples(chunk, path):
-    """Parses each record of a `tfrecord.RecordChunk` with protobuf.
+_MAX_BYTES_VALUES = 16  # longer bytes_lists are left to protobuf (`valid_examples`)
+
+
+def valid_examples(u8, regular, entries):
+    """Which regular records are certainly valid `tf.train.Example`s.
+
+    A sufficient check, in bulk: True for a regular record (module
+    docstring) whose keys are ASCII (the parser checks that `map<string,
+    ...>` keys are UTF-8) and whose every `Feature` is empty or exactly one
+    field among
+
+        bytes_list: [0x0A len [0x0A len bytes]*]  (at most 16 values)
+        float_list: [0x12 len]  or  [0x12 len [0x0A len 4k bytes]]
+        int64_list: [0x1A len]  or  [0x1A len [0x0A len varint*]]
+
+    with every varint of a packed int64 list whole and at most 10 bytes
+    long (a 10th byte of 0 or 1, as serializers write). Each of these the
+    protobuf parser accepts; False means "not shown here" (unpacked lists,
+    unknown fields, ...), to be parsed by protobuf (`check_examples`).
+
+    Args:
+        u8, regular, entries: a buffer and what `example_entries` returned
+            for its records.
+
+    Returns:
+        A bool array, one per record.
+    """
+    good = np.ones(len(entries), bool)
+    # Keys: ASCII bytes only.
+    key_len = entries.key_end - entries.key_start
+    high = np.flatnonzero(u8[ranges(entries.key_start, key_len)] >= 0x80)
+    if len(high):
+        good[np.searchsorted(np.cumsum(key_len), high, side="right")] = False
+    # Features: empty, or one list field filling them.
+    start, end = entries.payload_start, entries.end
+    nonempty = np.flatnonzero(start < end)
+    tag = u8[start[nonempty]]
+    ok = (tag == 0x0A) | (tag == 0x12) | (tag == 0x1A)
+    list_start, list_end = _field(u8, start[nonempty], end[nonempty], tag,
+                                  ok)
+    ok &= list_end == end[nonempty]
+    good[nonempty[~ok]] = False
+    keep = np.flatnonzero(ok & (list_start < list_end))
+    entry, tag = nonempty[keep], tag[keep]
+    list_start, list_end = list_start[keep], list_end[keep]
+    # bytes_list: values in lockstep.
+    is_bytes = np.flatnonzero(tag == 0x0A)
+    active, pos = entry[is_bytes], list_start[is_bytes]
+    limit = list_end[is_bytes]
+    for _ in range(_MAX_BYTES_VALUES):
+        ok = np.ones(len(active), bool)
+        _, pos = _field(u8, pos, limit, 0x0A, ok)
+        good[active[~ok]] = False
+        more = ok & (pos < limit)
+        active, pos, limit = active[more], pos[more], limit[more]
+    good[active] = False
+    # float_list and int64_list: one packed field filling the list.
+    packed = np.flatnonzero((tag == 0x12) | (tag == 0x1A))
+    ok = np.ones(len(packed), bool)
+    value_start, value_end = _field(u8, list_start[packed],
+                                    list_end[packed], 0x0A, ok)
+    ok &= value_end == list_end[packed]
+    ok &= (tag[packed] == 0x1A) | ((value_end - value_start) % 4 == 0)
+    good[entry[packed[~ok]]] = False
+    ints = ok & (tag[packed] == 0x1A) & (value_start < value_end)
+    good[entry[packed[ints]][~_whole_varints(
+        u8, value_start[ints], value_end[ints])]] = False
+    valid = regular.copy()
+    valid[entries.record[~good]] = False
+    return valid
+
+
+def _whole_varints(u8, starts, ends):
+    """Whether `u8[s:e]` is whole varints of <= 10 bytes, for each run."""
+    ok = u8[ends - 1] < 0x80  # the last one ends with the run
+    size = ends - starts
+    data = u8[ranges(starts, size)]
+    stops = np.flatnonzero(data < 0x80)
+    length = np.diff(stops, prepend=-1)
+    bad = stops[(length > 10) | ((length == 10) & (data[stops] > 1))]
+    if len(bad):
+        ok[np.searchsorted(np.cumsum(size), bad, side="right")] = False
+    return ok
+
+
+def ranges(starts, counts):
+    """`concatenate([arange(s, s + c) for s, c in zip(starts, counts)])`."""
+    first = np.cumsum(counts) - counts
+    return np.repeat(starts - first, counts) + np.arange(int(counts.sum()))
+
+
+def check_examples(chunk, path, valid=None):
+    """Parses records of a `tfrecord.RecordChunk` with protobuf.
+
+    Args:
+        chunk: the records.
+        path: their file, for the message.
+        valid: None, or a bool array: True for records known to be valid
+            (`valid_examples`), which are not parsed.
 
     Raises:
         ValueError: naming the first record that is not a serialized
@@ -266,8 +365,10 @@ def check_examples(chunk, path):
     from neural_structured_learning.tools import example_proto
     parse = example_proto.Example.FromString
     view = memoryview(chunk.buffer)
-    starts = chunk.data_starts.tolist()
-    ends = (chunk.data_starts + chunk.lengths).tolist()
+    rows = (np.arange(len(chunk)) if valid is None else
+            np.flatnonzero(~np.asarray(valid, bool)))
+    starts = chunk.data_starts[rows].tolist()
+    ends = (chunk.data_starts + chunk.lengths)[rows].tolist()
     try:
         # map: C-level iteration; a for loop costs as much as the parsing.
         collections.deque(map(parse, map(view.__getitem__, map(
@@ -277,7 +378,8 @@ def check_examples(chunk, path):
         pass
     index = 0
     try:
-        for index, (start, end) in enumerate(zip(starts, ends)):
+        for row, start, end in zip(rows.tolist(), starts, ends):
+            index = row
             parse(view[start:end])
     except message.DecodeError as e:
         raise ValueError(

@@ -119,3 +119,77 @@ def test_written_entries_parse_as_protobuf():
     parsed = example_proto.example_to_dict(example_proto.Example.FromString(
         _wire.example(rows.tobytes())))
     assert parsed == {"key_0": [1.0], "key_7": [3.0]}
+
+
+def _valid(records):
+    buffer, (regular, _, entries) = _walk(records)
+    return _wire.valid_examples(_u8(buffer), regular, entries).tolist()
+
+
+def _parses(record):
+    try:
+        example_proto.Example.FromString(record)
+        return True
+    except Exception:  # pylint: disable=broad-except
+        return False
+
+
+def test_valid_examples_accepts_what_serializers_write():
+    examples = [{}, {"id": [b"a"], "x": [1.0, -2.5], "n": [3, -1, 2**62]},
+                {"e": []}, {"b": [b""] * 16, "k\x7f": [0]},
+                {"long": list(range(-300, 300))}]
+    records = [example_proto.make_example(e).SerializeToString()
+               for e in examples]
+    records.append(b"")  # an empty Example
+    records.append(_wire.example(_wire.map_entry(b"k", b"")))  # empty Feature
+    records.append(_wire.example(_wire.map_entry(
+        b"k", _wire.field(0x12, _wire.field(0x0A, b"")))))  # packed, empty
+    assert _valid(records) == [True] * len(records)
+
+
+def test_valid_examples_leaves_the_rest_to_protobuf():
+    int_list = lambda data: _wire.field(0x1A, _wire.field(0x0A, data))
+    features = {
+        "non-ASCII key": (b"\xc3\xa9", FEATURE, True),
+        "bad UTF-8 key": (b"\xff", FEATURE, False),
+        "17 bytes values": (b"k", _wire.field(0x0A, b"\x0a\x00" * 17), True),
+        "unknown field": (b"k", _wire.field(0x22, b""), True),
+        "two lists": (b"k", FEATURE + FEATURE, True),
+        "unpacked float": (b"k", _wire.field(0x12, b"\x0d" + bytes(4)), True),
+        "float bytes % 4": (b"k", _wire.field(0x12, _wire.field(
+            0x0A, b"abc")), False),
+        "cut varint": (b"k", int_list(b"\x01\x80"), False),
+        "11-byte varint": (b"k", int_list(b"\xff" * 10 + b"\x01"), False),
+        "10th byte > 1": (b"k", int_list(b"\xff" * 9 + b"\x02"), True),
+        "cut bytes value": (b"k", _wire.field(0x0A, b"\x0a\x05ab"), False),
+    }
+    for name, (key, feature, parses) in features.items():
+        record = _wire.example(_wire.map_entry(key, feature))
+        assert _parses(record) == parses, name
+        assert _valid([record]) == [False], name
+
+
+def test_valid_examples_is_never_wrong_on_mutated_records():
+    rng = np.random.default_rng(0)
+    base = [example_proto.make_example(e).SerializeToString() for e in (
+        {"id": [b"node"], "x": [1.0, 2.0], "n": [5, -1]},
+        {"b": [b"a", b"bc", b""], "f": [], "i": [2**40]})]
+    records = []
+    for _ in range(3000):
+        record = bytearray(base[rng.integers(2)])
+        for _ in range(rng.integers(1, 4)):
+            at = int(rng.integers(len(record)))
+            kind = rng.integers(3)
+            if kind == 0:
+                record[at] = int(rng.integers(256))
+            elif kind == 1:
+                del record[at]
+            else:
+                record.insert(at, int(rng.choice([0x00, 0x01, 0x0A, 0x12,
+                                                  0x1A, 0x80, 0xFF])))
+        records.append(bytes(record))
+    valid = _valid(records)
+    assert 100 < sum(valid) < len(records)  # both outcomes occur
+    for record, ok in zip(records, valid):
+        if ok:
+            assert _parses(record), record
