@@ -152,9 +152,18 @@ class VirtualAdversarialRegularization(regularized_model.RegularizedModel):
 
     def fit(self, x=None, y=None, batch_size=None, **kwargs):
         if self.entropy_ramp is not None:
-            kwargs["callbacks"] = [vat.EntropyRampUp(
-                self.entropy_ramp, self.entropy_rampup_epochs),
-                                   *(kwargs.get("callbacks") or [])]
+            ramp = vat.EntropyRampUp(self.entropy_ramp,
+                                     self.entropy_rampup_epochs)
+            callbacks = kwargs.get("callbacks")
+            if isinstance(callbacks, keras.callbacks.CallbackList):
+                # Keras runs a CallbackList as given: ours joins it, once.
+                if not any(isinstance(c, vat.EntropyRampUp)
+                           and c.variable is self.entropy_ramp
+                           for c in callbacks.callbacks):
+                    ramp.set_model(self)
+                    callbacks.callbacks.insert(0, ramp)
+            else:
+                kwargs["callbacks"] = [ramp, *(callbacks or [])]
         return super().fit(x, y, batch_size=batch_size, **kwargs)
 
     def vat_loss(self, features, predictions, training=False,

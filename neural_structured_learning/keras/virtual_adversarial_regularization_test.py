@@ -224,6 +224,23 @@ def test_entropy_rampup_scales_the_entropy_term_by_epoch(rampup):
                     rtol=1e-5)
 
 
+def test_entropy_rampup_joins_a_callback_list_once():
+    vat = wrap(entropy_weight=0.5, entropy_rampup_epochs=4)
+    callbacks = keras.callbacks.CallbackList([], add_history=True, model=vat)
+    y = np.array([2, -1, 1, 0], "int32")
+    for epochs in (3, 2):
+        history = vat.fit(X, y, batch_size=4, epochs=epochs, verbose=0,
+                          callbacks=callbacks).history
+        # (A user's History keeps the logs of every fit.)
+        assert_allclose(history["entropy_ramp"][-epochs:],
+                        [np.exp(-5 * (1 - e / 4) ** 2) for e in range(epochs)],
+                        rtol=1e-6)
+        assert_allclose(to_numpy(vat.entropy_ramp),
+                        np.exp(-5 * (1 - (epochs - 1) / 4) ** 2), rtol=1e-6)
+    assert sum(type(c).__name__ == "EntropyRampUp"
+               for c in callbacks.callbacks) == 1
+
+
 def test_entropy_rampup_is_saved(tmp_path):
     vat = wrap(entropy_weight=0.5, entropy_rampup_epochs=3)
     vat.fit(X, np.array([2, -1, 1, 0], "int32"), batch_size=4, epochs=1,
