@@ -50,54 +50,37 @@ _COLUMNS = ("file", "offset", "length", "record", "chunk", "position")
 class _ExampleIndex:
     """Where the last record of each example id lies in the input files.
 
-    Per row (distinct id, numbered in first-seen order): `ids[row]`, and
+    `scan` the files, then `finish()`. Per row (distinct id, numbered in
+    first-seen order): `ids[row]` (a pyarrow `large_string` array), and
     NumPy columns `file` (index into `files`), `offset` (of the record's
     frame), `length` (of its payload), `record` (index in its file),
-    `labeled` (int8); `seeds` lists the labeled rows in first-seen order.
-    With `keep_records`, the scanned chunks stay in memory (`chunks`, with
-    their `_wire` layout in `layouts`) and `chunk`/`position` locate each
-    row's record in them.
+    `labeled` (int8); `seeds` lists the labeled rows in the order of their
+    first labeled record. A row's record is its last labeled one, or its
+    last one if it has none. With `keep_records`, the scanned chunks stay
+    in memory (`chunks`, with their `_wire` layout in `layouts`) and
+    `chunk`/`position` locate each row's record in them.
+
+    Ids are never Python strings in bulk: each chunk's are cut from its
+    buffer as one pyarrow array, and `finish` numbers them all with one
+    `dictionary_encode` (a hash table in C++, first-seen order).
     """
 
     def __init__(self, id_feature_name, keep_records=False):
         self.id_feature_name = id_feature_name
         self.keep_records = keep_records
         self.files = []
-        self.row_of = {}  # id -> row
-        self.ids = []  # row -> id
         self.chunks = []
         self.layouts = []
-        self._size = 0
-        self._columns = {name: np.zeros(0, np.int64) for name in _COLUMNS}
-        self._labeled = np.zeros(0, np.int8)
-        self._seeds = []
+        self.ids = None  # after `finish`
+        self.labeled = self.seeds = None
+        self._parts = []  # per chunk: (ids, labeled, record columns)
+        self._columns = {}
 
     def __getattr__(self, name):
         columns = self.__dict__.get("_columns", {})
         if name in columns:
-            return columns[name][:self._size]
+            return columns[name]
         raise AttributeError(name)
-
-    @property
-    def labeled(self):
-        return self._labeled[:self._size]
-
-    @property
-    def seeds(self):
-        return np.concatenate(self._seeds) if self._seeds else np.zeros(
-            0, np.int64)
-
-    def _grow(self, size):
-        if size > len(self._labeled):
-            capacity = max(size, 2 * len(self._labeled), 1024)
-            for name, column in self._columns.items():
-                grown = np.zeros(capacity, np.int64)
-                grown[:self._size] = column[:self._size]
-                self._columns[name] = grown
-            grown = np.zeros(capacity, np.int8)
-            grown[:self._size] = self._labeled[:self._size]
-            self._labeled = grown
-        self._size = size
 
     def scan(self, path, labeled, bar):
         """Records every example of `path`; returns the number of records."""
@@ -110,52 +93,58 @@ class _ExampleIndex:
             self._add_chunk(chunk, path, file_index, labeled)
             count += len(chunk)
             bar.update(len(chunk))
-        self.ids = list(self.row_of)
         return count
 
     def _add_chunk(self, chunk, path, file_index, labeled):
         layout = _ChunkLayout(chunk)
         _wire.check_examples(chunk, path, layout.valid)
         node_ids = self._chunk_ids(chunk, layout, path)
-        row_of = self.row_of
-        # New ids get the next rows, in first-seen order (C loops: map,
-        # dict.fromkeys; a Python loop per record costs more).
-        fresh = dict.fromkeys(node_ids)
-        if row_of:
-            fresh = [i for i in fresh if i not in row_of]
-        row_of.update(zip(fresh, range(len(row_of),
-                                       len(row_of) + len(fresh))))
-        rows = np.fromiter(map(row_of.__getitem__, node_ids), np.int64,
-                           len(node_ids))
-        self._grow(len(row_of))
-        count = len(rows)
-        # The last record of an id gives its content, the first its place.
-        unique_rows, reversed_first = np.unique(rows[::-1], return_index=True)
-        last = count - 1 - reversed_first
-        if labeled:
-            _, first = np.unique(rows, return_index=True)
-            first = np.sort(first)
-            new_seeds = rows[first][self._labeled[rows[first]] == 0]
-            self._labeled[new_seeds] = 1
-            self._seeds.append(new_seeds)
-        else:
-            keep = self._labeled[unique_rows] == 0
-            unique_rows, last = unique_rows[keep], last[keep]
-        columns = self._columns
-        columns["file"][unique_rows] = file_index
-        columns["offset"][unique_rows] = chunk.offsets[last]
-        columns["length"][unique_rows] = chunk.lengths[last]
-        columns["record"][unique_rows] = chunk.first_index + last
+        count = len(chunk)
+        self._parts.append((node_ids, labeled, {
+            "file": np.full(count, file_index, np.int64),
+            "offset": chunk.offsets,
+            "length": chunk.lengths,
+            "record": chunk.first_index + np.arange(count),
+            "chunk": np.full(count, len(self.chunks), np.int64),
+            "position": np.arange(count)}))
         if self.keep_records:
-            columns["chunk"][unique_rows] = len(self.chunks)
-            columns["position"][unique_rows] = last
             layout.compact()
             self.chunks.append(chunk)
             self.layouts.append(layout)
 
-    def _chunk_ids(self, chunk, layout, path):
-        """The id of each record of a chunk (checked as `_id_of` does)."""
+    def finish(self):
+        """Numbers the ids and picks each row's record (see the class)."""
         # pylint: disable=import-outside-toplevel
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        parts, self._parts = self._parts, []
+        encoded = pc.dictionary_encode(pa.chunked_array(
+            [ids for ids, _, _ in parts], pa.large_string()).combine_chunks())
+        self.ids = encoded.dictionary
+        rows = encoded.indices.to_numpy().astype(np.int64)
+        is_labeled = np.repeat(
+            np.array([labeled for _, labeled, _ in parts], bool),
+            [len(ids) for ids, _, _ in parts])
+        order = np.arange(len(rows))
+        last = np.full(len(self.ids), -1, np.int64)
+        np.maximum.at(last, rows, order)
+        last_labeled = np.full(len(self.ids), -1, np.int64)
+        np.maximum.at(last_labeled, rows[is_labeled], order[is_labeled])
+        self.labeled = (last_labeled >= 0).astype(np.int8)
+        pick = np.where(last_labeled >= 0, last_labeled, last)
+        self._columns = {name: np.concatenate(
+            [np.zeros(0, np.int64)] + [columns[name]
+                                       for _, _, columns in parts])[pick]
+                         for name in _COLUMNS}
+        labeled_rows = rows[is_labeled]
+        _, first = np.unique(labeled_rows, return_index=True)
+        self.seeds = labeled_rows[np.sort(first)]
+
+    def _chunk_ids(self, chunk, layout, path):
+        """The id of each record of a chunk (checked as `_id_of` does), as a
+        pyarrow `large_string` array."""
+        # pylint: disable=import-outside-toplevel
+        import pyarrow as pa
         from neural_structured_learning.tools import example_proto
         u8, entries = layout.u8, layout.entries
         count = len(chunk)
@@ -167,12 +156,25 @@ class _ExampleIndex:
         ok, start, end = _wire.single_bytes_values(
             u8, entries.payload_start[entry], entries.end[entry])
         fast[rows[~ok]] = False
+        if fast.all():
+            # Cut at every id's start and end; the odd pieces are the ids.
+            cuts = np.empty(2 * count + 2, np.int64)
+            cuts[0], cuts[-1] = 0, len(u8)
+            cuts[1:-1:2], cuts[2:-1:2] = start, end
+            pieces = pa.Array.from_buffers(
+                pa.large_binary(), len(cuts) - 1,
+                [None, pa.py_buffer(cuts), pa.py_buffer(chunk.buffer)])
+            try:
+                return pieces.take(pa.array(np.arange(1, 2 * count, 2))).cast(
+                    pa.large_string())
+            except pa.ArrowInvalid:  # not UTF-8: `_id_of` names the record
+                fast[:] = False
         starts = np.zeros(count, np.int64)
         ends = np.zeros(count, np.int64)
-        starts[rows], ends[rows] = start, end
+        starts[rows[ok]], ends[rows[ok]] = start[ok], end[ok]
+        starts[~fast] = ends[~fast] = 0
         buffer = chunk.buffer
         try:
-            # Empty for the records left to `_id_of`.
             node_ids = list(map(bytes.decode, map(buffer.__getitem__, map(
                 slice, starts.tolist(), ends.tolist()))))
         except UnicodeDecodeError:
@@ -183,7 +185,7 @@ class _ExampleIndex:
             node_ids[i] = self._id_of(parse(chunk.data(i)), path,
                                       chunk.first_index + i,
                                       int(chunk.offsets[i]))
-        return node_ids
+        return pa.array(node_ids, pa.large_string())
 
     def record_data(self, row):
         """The serialized example of `row` (needs `keep_records`)."""
@@ -371,6 +373,7 @@ def pack_nbrs(labeled_examples_path, unlabeled_examples_path, graph_path,
             index.scan(path, False, bar)
         for path in labeled_files:
             index.scan(path, True, bar)
+    index.finish()
     if not len(index.seeds):
         raise ValueError(f"No labeled examples found in {labeled_files!r}.")
     _logger.info("Indexed %d distinct examples, %d labeled (%.1f s).",
@@ -871,7 +874,8 @@ def _choose_neighbors(index, graph_files, undirected, max_nbrs, labeled):
     is_target[dst] = True
     targets = np.flatnonzero(is_target)
     rank = np.zeros(len(index.ids), np.int64)
-    rank[targets] = graph_utils.string_rank([index.ids[t] for t in targets])
+    rank[targets] = graph_utils.string_rank(
+        index.ids.take(targets).to_pylist())
     order = _neighbor_order(src, -wts, -rank[dst])
     src, dst, wts = src[order], dst[order], wts[order]
     if max_nbrs is not None and len(src):

@@ -185,7 +185,8 @@ def read_tsv_edge_rows(paths, ids):
     """Reads graph TSV files into edges between the positions of `ids`.
 
     `read_tsv_edge_arrays`, with each source and target looked up in `ids`
-    (a list of distinct `str`) instead of numbered: by pyarrow's hash join
+    (distinct `str`: a list, or a pyarrow string array) instead of
+    numbered: by pyarrow's hash join
     (`index_in`) when pyarrow reads the files, with no Python string per
     line.
 
@@ -210,7 +211,8 @@ def read_tsv_edge_rows(paths, ids):
     # One lookup for both columns: `index_in` hashes `ids` on every call.
     found = pc.index_in(
         pa.chunked_array(sources.chunks + targets.chunks, pa.large_string()),
-        value_set=pa.array(ids, pa.large_string())).fill_null(-1)
+        value_set=ids if isinstance(ids, pa.Array) else pa.array(
+            ids, pa.large_string())).fill_null(-1)
     rows = np.concatenate([np.zeros(0, np.int64)] + [
         chunk.to_numpy().astype(np.int64) for chunk in found.chunks])
     return (rows[:len(sources)], rows[len(sources):], weights.to_numpy(),
