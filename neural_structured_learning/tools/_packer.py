@@ -852,10 +852,9 @@ def _choose_neighbors(index, graph_files, undirected, max_nbrs, labeled):
     src, dst, wts, line_ids = graph_utils.read_tsv_edge_rows(graph_files,
                                                              index.ids)
     known = (src >= 0) & (dst >= 0)
-    from_seed = (src >= 0) & labeled[src]
-    if undirected:
-        from_seed |= (dst >= 0) & labeled[dst]
-    missing = ~known & from_seed
+    src_seed = (src >= 0) & labeled[src]
+    dst_seed = (dst >= 0) & labeled[dst]
+    missing = ~known & ((src_seed | dst_seed) if undirected else src_seed)
     if missing.any():
         m = int(np.flatnonzero(missing)[0])
         unknown = line_ids(m)[1 if dst[m] < 0 else 0]
@@ -863,13 +862,13 @@ def _choose_neighbors(index, graph_files, undirected, max_nbrs, labeled):
             "%d graph edge(s) link a labeled example to an id with no "
             "example (e.g. %r); they are ignored.", int(missing.sum()),
             unknown)
-    src, dst, wts = src[known], dst[known], wts[known]
-    if undirected:
-        src, dst = np.concatenate([src, dst]), np.concatenate([dst, src])
-        wts = np.concatenate([wts, wts])
-    keep = labeled[src]
-    src, dst, wts = graph_utils.dedupe_max_weight(src[keep], dst[keep],
-                                                  wts[keep])
+    # The edges out of seeds (both ways if undirected), filtered first.
+    out = np.flatnonzero(known & src_seed)
+    back = np.flatnonzero(known & dst_seed) if undirected else out[:0]
+    src, dst, wts = graph_utils.dedupe_max_weight(
+        np.concatenate([src[out], dst[back]]),
+        np.concatenate([dst[out], src[back]]),
+        np.concatenate([wts[out], wts[back]]))
     is_target = np.zeros(len(index.ids), bool)
     is_target[dst] = True
     targets = np.flatnonzero(is_target)

@@ -213,8 +213,11 @@ def read_tsv_edge_rows(paths, ids):
         pa.chunked_array(sources.chunks + targets.chunks, pa.large_string()),
         value_set=ids if isinstance(ids, pa.Array) else pa.array(
             ids, pa.large_string())).fill_null(-1)
-    rows = np.concatenate([np.zeros(0, np.int64)] + [
-        chunk.to_numpy().astype(np.int64) for chunk in found.chunks])
+    rows = np.empty(len(found), np.int64)
+    at = 0
+    for chunk in found.chunks:  # int32: one copy into int64
+        rows[at:at + len(chunk)] = chunk.to_numpy()
+        at += len(chunk)
     return (rows[:len(sources)], rows[len(sources):], weights.to_numpy(),
             lambda i: (sources[i].as_py(), targets[i].as_py()))
 
