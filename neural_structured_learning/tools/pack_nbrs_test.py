@@ -136,6 +136,12 @@ def test_bad_inputs(files, tmp_path):
                        r"in .* is a int64_list with 1 value\(s\); expected a "
                        r"bytes_list with one value"):
         tools.pack_nbrs(files["labeled"], int_id, files["graph"], out)
+    # Every id of the piece is regular; one is not UTF-8.
+    bad_utf8 = write_examples(tmp_path / "utf8.tfr", [A, {"id": [b"\xff"]}])
+    with pytest.raises(ValueError, match=r"The id b'\\xff' of the example in "
+                       r"'.*utf8.tfr', record 1 at byte offset \d+ is not "
+                       r"UTF-8"):
+        tools.pack_nbrs(bad_utf8, "", files["graph"], out)
     empty = write_examples(tmp_path / "empty.tfr", [])
     with pytest.raises(ValueError, match=r"No labeled examples found in "
                        r"\['.*empty.tfr'\]"):
