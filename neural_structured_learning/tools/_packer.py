@@ -4,9 +4,9 @@
    checked; each record shown to be a `tf.train.Example`, in bulk for the
    layout serializers write (`_wire.valid_examples`), by protobuf
    otherwise) and keep, per distinct id, where its last record lies. Ids
-   come from the records' bytes (`_wire`). Stream the graph TSV, keeping edges between known ids
-   as int/float arrays, and pick each labeled example's neighbours with
-   NumPy sorts.
+   come from the records' bytes (`_wire`). Read the graph TSV, keeping
+   edges between known ids as int/float arrays, and pick each labeled
+   example's neighbours with NumPy sorts.
 2. For each labeled example, in file order, write the merged example.
 
 When the example files total at most `_IN_MEMORY_BYTES` (default 1 GiB),
@@ -100,14 +100,14 @@ class _ExampleIndex:
         _wire.check_examples(chunk, path, layout.valid)
         node_ids = self._chunk_ids(chunk, layout, path)
         count = len(chunk)
-        self._parts.append((node_ids, labeled, {
-            "file": np.full(count, file_index, np.int64),
-            "offset": chunk.offsets,
-            "length": chunk.lengths,
-            "record": chunk.first_index + np.arange(count),
-            "chunk": np.full(count, len(self.chunks), np.int64),
-            "position": np.arange(count)}))
+        columns = {"file": np.full(count, file_index, np.int64),
+                   "offset": chunk.offsets,
+                   "length": chunk.lengths,
+                   "record": chunk.first_index + np.arange(count)}
+        self._parts.append((node_ids, labeled, columns))
         if self.keep_records:
+            columns["chunk"] = np.full(count, len(self.chunks), np.int64)
+            columns["position"] = np.arange(count)
             layout.compact()
             self.chunks.append(chunk)
             self.layouts.append(layout)
@@ -132,10 +132,11 @@ class _ExampleIndex:
         np.maximum.at(last_labeled, rows[is_labeled], order[is_labeled])
         self.labeled = (last_labeled >= 0).astype(np.int8)
         pick = np.where(last_labeled >= 0, last_labeled, last)
+        names = _COLUMNS if self.keep_records else _COLUMNS[:4]
         self._columns = {name: np.concatenate(
             [np.zeros(0, np.int64)] + [columns[name]
                                        for _, _, columns in parts])[pick]
-                         for name in _COLUMNS}
+                         for name in names}
         labeled_rows = rows[is_labeled]
         _, first = np.unique(labeled_rows, return_index=True)
         self.seeds = labeled_rows[np.sort(first)]

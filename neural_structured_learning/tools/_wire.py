@@ -256,7 +256,7 @@ def gather_floats(buffer, starts, width):
     return out
 
 
-_MAX_BYTES_VALUES = 16  # longer bytes_lists are left to protobuf (`valid_examples`)
+_MAX_BYTES_VALUES = 16  # longer bytes_lists: left to protobuf (valid_examples)
 
 
 def valid_examples(u8, regular, entries):
