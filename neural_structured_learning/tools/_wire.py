@@ -328,16 +328,29 @@ def valid_examples(u8, regular, entries):
     return valid
 
 
-def _whole_varints(u8, starts, ends):
-    """Whether `u8[s:e]` is whole varints of <= 10 bytes, for each run."""
+def _whole_varints(u8, starts, ends, batch_bytes=1 << 22):
+    """Whether `u8[s:e]` is whole varints of <= 10 bytes, for each run.
+
+    Runs are gathered about `batch_bytes` at a time (an int64 index per
+    byte). A run that does not end a varint can make the next one look
+    bad too, never good.
+    """
     ok = u8[ends - 1] < 0x80  # the last one ends with the run
     size = ends - starts
-    data = u8[ranges(starts, size)]
-    stops = np.flatnonzero(data < 0x80)
-    length = np.diff(stops, prepend=-1)
-    bad = stops[(length > 10) | ((length == 10) & (data[stops] > 1))]
-    if len(bad):
-        ok[np.searchsorted(np.cumsum(size), bad, side="right")] = False
+    end_of = np.cumsum(size)
+    first = 0
+    while first < len(size):
+        stop = max(int(np.searchsorted(end_of, end_of[first] - size[first]
+                                       + batch_bytes, side="right")),
+                   first + 1)
+        data = u8[ranges(starts[first:stop], size[first:stop])]
+        stops = np.flatnonzero(data < 0x80)
+        length = np.diff(stops, prepend=-1)
+        bad = stops[(length > 10) | ((length == 10) & (data[stops] > 1))]
+        if len(bad):
+            ok[first + np.searchsorted(np.cumsum(size[first:stop]), bad,
+                                       side="right")] = False
+        first = stop
     return ok
 
 

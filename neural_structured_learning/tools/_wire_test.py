@@ -193,3 +193,15 @@ def test_valid_examples_is_never_wrong_on_mutated_records():
     for record, ok in zip(records, valid):
         if ok:
             assert _parses(record), record
+
+
+def test_whole_varints_in_batches():
+    runs = [b"\x01\x02", b"\xff" * 9 + b"\x01", b"\xff" * 10 + b"\x01",
+            b"\x80", b"\x05", b"\xff\x7f"]
+    buffer = _u8(b"".join(runs))
+    ends = np.cumsum([len(r) for r in runs])
+    starts = ends - [len(r) for r in runs]
+    for batch_bytes in (1, 3, 12, 1 << 22):  # one run, some, all at a time
+        assert _wire._whole_varints(buffer, starts, ends,
+                                    batch_bytes).tolist() == [
+                                        True, True, False, False, True, True]
