@@ -172,8 +172,8 @@ class _ExampleIndex:
                 fast[:] = False
         starts = np.zeros(count, np.int64)
         ends = np.zeros(count, np.int64)
-        starts[rows[ok]], ends[rows[ok]] = start[ok], end[ok]
-        starts[~fast] = ends[~fast] = 0
+        starts[rows], ends[rows] = start, end
+        starts[~fast] = ends[~fast] = 0  # empty: left to `_id_of`
         buffer = chunk.buffer
         try:
             node_ids = list(map(bytes.decode, map(buffer.__getitem__, map(
@@ -542,8 +542,8 @@ class _WireMerger:
             lo, hi = np.searchsorted(tpl_piece, [begin, end])
             nbr, per_slot = tpl_nbr[lo:hi], self._digit_count[tpl_nbr[lo:hi]]
             at = (np.repeat(piece_start[tpl_piece[lo:hi] - begin], per_slot)
-                  + self._digit_offsets[_wire.ranges(self._digit_first[nbr],
-                                                per_slot)])
+                  + self._digit_offsets[_wire.ranges(
+                      self._digit_first[nbr], per_slot)])
             out[at] = ord("0") + np.repeat(tpl_position[lo:hi], per_slot)
             tfrecord.frame_in_place(out, lengths[start:stop])
             writer.write_framed(out, stop - start)
@@ -578,7 +578,7 @@ class _WireMerger:
             [b"", self._label_entry, bytes(12), bytes(4)]), 4)
         num_entries = [
             _wire.map_entry(naming.NUM_NBRS_FEATURE.encode(),
-                           _wire.int64_feature([k]))
+                            _wire.int64_feature([k]))
             for k in range(int(count.max()) + 1 if len(count) else 1)]
         num_base = values.each(small, small.add_values(num_entries),
                                len(num_entries))[0]

@@ -186,9 +186,8 @@ def read_tsv_edge_rows(paths, ids):
 
     `read_tsv_edge_arrays`, with each source and target looked up in `ids`
     (distinct `str`: a list, or a pyarrow string array) instead of
-    numbered: by pyarrow's hash join
-    (`index_in`) when pyarrow reads the files, with no Python string per
-    line.
+    numbered: by pyarrow's hash join (`index_in`) when pyarrow reads the
+    files, with no Python string per line.
 
     Returns:
         `(sources, targets, weights, line_ids)`: int64 positions in `ids`
