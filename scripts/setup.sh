@@ -61,6 +61,7 @@ finish_side_jobs() {
         cat "${SIDE_LOGS[$i]}"
         rm -f "${SIDE_LOGS[$i]}"
     done
+    SIDE_PIDS=()
     return "$status"
 }
 

@@ -21,7 +21,8 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 # Fresh for each run and removed at exit: nothing carries over between runs.
 JAX_CACHE_DIR=$(mktemp -d -t nsl_jax_cache.XXXXXX)
 BEAM_PID=
-trap 'rm -rf "$JAX_CACHE_DIR"; [ -z "$BEAM_PID" ] || kill "$BEAM_PID" 2>/dev/null || true' EXIT
+BEAM_LOG=
+trap 'rm -rf "$JAX_CACHE_DIR" ${BEAM_LOG:+"$BEAM_LOG"}; [ -z "$BEAM_PID" ] || kill "$BEAM_PID" 2>/dev/null || true' EXIT
 export JAX_COMPILATION_CACHE_DIR="$JAX_CACHE_DIR"
 export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0
 export JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=-1
