@@ -250,6 +250,10 @@ def _run_page(page, blocks):
         env["PATH"] = (os.path.dirname(sys.executable) + os.pathsep
                        + env.get("PATH", ""))
         env["NSL_DOCS_TEST"] = "1"
+        # Temporary files go in the page's directory, removed with it: Beam's
+        # DirectRunner leaves an empty directory per pipeline in TMPDIR.
+        (workdir / "tmp").mkdir()
+        env["TMPDIR"] = str(workdir / "tmp")
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         env.setdefault("MPLBACKEND", "Agg")
         done = subprocess.run(
