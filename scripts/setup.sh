@@ -6,11 +6,14 @@
 #
 # .venv-beam and .venv-nsl14 install beside .venv, not after it: pip keeps
 # about one core busy, and from scratch on the 2-core machine the three took
-# 97 s one after another, 78 s side by side. Each side environment's output is
-# shown when it is done. Editable installs of this package write its .egg-info into the source
-# tree, so those two take turns (flock on a lock file under .venv).
+# 97 s one after another, 78 s side by side. Each side environment's output
+# is shown when it is done. Editable installs of this package write its
+# .egg-info into the source tree, so those two take turns (flock on a lock
+# file under .venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/background_jobs.sh
+trap stop_background_jobs EXIT  # If .venv's install fails, no pip is left.
 PYTHON=${PYTHON:-python3}
 PIP_FLAGS=(-q --disable-pip-version-check)
 
@@ -42,34 +45,11 @@ setup_nsl14() {
     fi
 }
 
-# Runs "$@" in the background, its output to a log printed by finish_side_jobs.
-SIDE_PIDS=()
-SIDE_LOGS=()
-# If .venv's install fails, stop the side jobs too (no pip left running).
-trap 'for pid in ${SIDE_PIDS[@]+"${SIDE_PIDS[@]}"}; do kill "$pid" 2>/dev/null || true; done' EXIT
-start_side_job() {
-    local log
-    log=$(mktemp -t nsl_setup.XXXXXX)
-    "$@" >"$log" 2>&1 &
-    SIDE_PIDS+=($!)
-    SIDE_LOGS+=("$log")
-}
-finish_side_jobs() {
-    local i status=0
-    for i in "${!SIDE_PIDS[@]}"; do
-        wait "${SIDE_PIDS[$i]}" || status=$?
-        cat "${SIDE_LOGS[$i]}"
-        rm -f "${SIDE_LOGS[$i]}"
-    done
-    SIDE_PIDS=()
-    return "$status"
-}
-
 if [ "${BEAM:-1}" = "1" ]; then
-    start_side_job setup_beam
+    start_background_job setup_beam
 fi
 if [ "${NSL14:-1}" = "1" ] && [ ! -x .venv-nsl14/bin/python ]; then
-    start_side_job setup_nsl14
+    start_background_job setup_nsl14
 fi
 
 # torch 2.13.0 first: its CPU wheel; an unpinned torch would pull CUDA builds.
@@ -81,4 +61,4 @@ flock "$EDITABLE_LOCK" .venv/bin/pip install "${PIP_FLAGS[@]}" \
 # torchvision requirement would pull a CUDA torch; it imports without it.
 .venv/bin/pip install "${PIP_FLAGS[@]}" --no-deps "torchattacks==3.5.1"
 
-finish_side_jobs
+wait_background_jobs

@@ -20,9 +20,8 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 # tests' subprocesses) saves that work (JAX library tests: 195 s -> 173 s).
 # Fresh for each run and removed at exit: nothing carries over between runs.
 JAX_CACHE_DIR=$(mktemp -d -t nsl_jax_cache.XXXXXX)
-BEAM_PID=
-BEAM_LOG=
-trap 'rm -rf "$JAX_CACHE_DIR" ${BEAM_LOG:+"$BEAM_LOG"}; [ -z "$BEAM_PID" ] || kill "$BEAM_PID" 2>/dev/null || true' EXIT
+source scripts/background_jobs.sh
+trap 'rm -rf "$JAX_CACHE_DIR"; stop_background_jobs' EXIT
 export JAX_COMPILATION_CACHE_DIR="$JAX_CACHE_DIR"
 export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0
 export JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=-1
@@ -72,23 +71,16 @@ done
 # 30 s; the agreement tests leave one mostly idle (their workers wait on
 # subprocesses), so CI takes about 30 s less.
 if [ -x .venv-beam/bin/python ]; then
-    BEAM_LOG=$(mktemp -t nsl_beam_tests.XXXXXX)
-    .venv-beam/bin/python -m pytest -q -rs -p no:cacheprovider --doctest-modules \
-        neural_structured_learning/tools/beam >"$BEAM_LOG" 2>&1 &
-    BEAM_PID=$!
+    start_background_job .venv-beam/bin/python -m pytest -q -rs \
+        -p no:cacheprovider --doctest-modules neural_structured_learning/tools/beam
 fi
 echo "=== cross-backend and NSL 1.4 agreement"
 # --dist loadscope: a module's tests run in one worker, so module fixtures
 # (cross_backend_test.py's three backend runs) are computed once.
 "${PYTEST[@]}" -n 2 --dist loadscope tests --ignore=tests/docs_test.py
-if [ -n "$BEAM_PID" ]; then
+if [ -x .venv-beam/bin/python ]; then
     echo "=== framework-free: Apache Beam pipelines (.venv-beam, run beside the above)"
-    beam_status=0
-    wait "$BEAM_PID" || beam_status=$?
-    BEAM_PID=
-    cat "$BEAM_LOG"
-    rm -f "$BEAM_LOG"
-    [ "$beam_status" = 0 ] || exit "$beam_status"
+    wait_background_jobs
 fi
 # Every code block of README.md and docs/*.md, page by page (default backend).
 echo "=== docs: README.md and docs/*.md run as written"
