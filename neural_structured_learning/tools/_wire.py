@@ -337,18 +337,18 @@ def _whole_varints(u8, starts, ends, batch_bytes=1 << 22):
     """
     ok = u8[ends - 1] < 0x80  # the last one ends with the run
     size = ends - starts
-    end_of = np.cumsum(size)
+    end_of = np.cumsum(size)  # where each run ends among all runs' bytes
     first = 0
     while first < len(size):
-        stop = max(int(np.searchsorted(end_of, end_of[first] - size[first]
-                                       + batch_bytes, side="right")),
-                   first + 1)
+        before = end_of[first] - size[first]  # the earlier batches' bytes
+        stop = max(int(np.searchsorted(end_of, before + batch_bytes,
+                                       side="right")), first + 1)
         data = u8[ranges(starts[first:stop], size[first:stop])]
         stops = np.flatnonzero(data < 0x80)
         length = np.diff(stops, prepend=-1)
         bad = stops[(length > 10) | ((length == 10) & (data[stops] > 1))]
         if len(bad):
-            ok[first + np.searchsorted(np.cumsum(size[first:stop]), bad,
+            ok[first + np.searchsorted(end_of[first:stop] - before, bad,
                                        side="right")] = False
         first = stop
     return ok
